@@ -1,0 +1,84 @@
+//! Exit codes, and the one place that maps an error to one of them.
+//!
+//! The codes are the AWS CLI's, so scripts written for `aws ec2-instance-connect` keep working.
+
+use std::fmt;
+
+/// Bad parameters: nothing was sent anywhere.
+pub const USAGE: i32 = 252;
+/// Configuration: no region, no credentials, `ssh` not found.
+pub const CONFIG: i32 = 253;
+/// An AWS API (or the endpoint's WebSocket service) returned an error.
+pub const AWS: i32 = 254;
+/// Any other failure.
+pub const OTHER: i32 = 255;
+/// Interrupted by Ctrl-C (SIGINT).
+pub const INTERRUPTED: i32 = 130;
+
+/// An error that knows its exit code; anything else in an `anyhow` chain is [`OTHER`].
+#[derive(Debug)]
+pub struct Exit {
+    pub code: i32,
+    pub message: String,
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Exit {
+        code,
+        message: message.into(),
+    })
+}
+
+/// Bad parameters (252).
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    exit(USAGE, message)
+}
+
+/// Missing or broken configuration (253).
+pub fn config(message: impl Into<String>) -> anyhow::Error {
+    exit(CONFIG, message)
+}
+
+/// An error answered by an AWS service (254).
+pub fn aws(message: impl Into<String>) -> anyhow::Error {
+    exit(AWS, message)
+}
+
+/// Interrupted by the user (130).
+pub fn interrupted() -> anyhow::Error {
+    exit(INTERRUPTED, "interrupted")
+}
+
+/// The exit code for an error: the outermost [`Exit`] in its chain decides, else 255.
+pub fn exit_code(error: &anyhow::Error) -> i32 {
+    error
+        .chain()
+        .find_map(|e| e.downcast_ref::<Exit>())
+        .map_or(OTHER, |e| e.code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn outermost_classified_error_decides() {
+        assert_eq!(exit_code(&anyhow::anyhow!("boom")), OTHER);
+        assert_eq!(exit_code(&usage("bad")), USAGE);
+        let wrapped = Err::<(), _>(config("no region"))
+            .context("loading configuration")
+            .unwrap_err();
+        assert_eq!(exit_code(&wrapped), CONFIG);
+        assert_eq!(exit_code(&interrupted()), INTERRUPTED);
+        assert_eq!(exit_code(&aws("denied")), AWS);
+    }
+}

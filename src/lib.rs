@@ -1,0 +1,57 @@
+//! eic: a fast, native clone of `aws ec2-instance-connect ssh` and `open-tunnel`.
+//!
+//! `main.rs` parses the command line and maps errors to exit codes; everything else is here,
+//! one module per boundary.
+#![forbid(unsafe_code)]
+
+pub mod aws;
+pub mod cli;
+pub mod error;
+pub mod listener;
+pub mod open_tunnel;
+pub mod presign;
+pub mod proxy;
+pub mod ssh;
+pub mod tunnel;
+
+use std::io::IsTerminal;
+
+use cli::{Cli, Command};
+
+/// Runs a parsed command line and returns the process's exit status.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    cli.validate(std::io::stdin().is_terminal())?;
+    init_logging(cli.global.debug);
+    let listener = matches!(&cli.command, Command::OpenTunnel(t) if t.local_port.is_some());
+    let runtime = if listener {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async {
+        match &cli.command {
+            Command::Ssh(args) => ssh::run(&cli.global, args).await,
+            Command::OpenTunnel(args) => open_tunnel::run(&cli.global, args).await,
+        }
+    })
+}
+
+/// Logs go to stderr only (in proxy mode stdout is the SSH stream). `--debug` shows eic's
+/// own debug logs and the SDK's informational ones; neither carries secrets.
+fn init_logging(debug: bool) {
+    let filter = if debug {
+        "eic=debug,aws_config=info,aws_smithy_runtime=info,aws_sdk_ec2=info,aws_sdk_ec2instanceconnect=info"
+    } else {
+        "eic=warn"
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

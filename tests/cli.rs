@@ -1,0 +1,295 @@
+//! Black-box tests of the command line: validation exits 252 with one line naming the option,
+//! before any network call.
+
+use std::process::{Command, Output, Stdio};
+
+fn eic(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eic"))
+        .args(args)
+        // Nothing may be reached: a real call would fail differently (and slowly).
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "AKIDCLITEST")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .stdin(Stdio::null())
+        .output()
+        .expect("eic runs")
+}
+
+#[test]
+fn bad_parameters_exit_252_with_one_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["ssh", "--instance-id", "a-123"], "--instance-id"),
+        (&["ssh", "--instance-id", "i-12+3:4;5"], "--instance-id"),
+        (&["open-tunnel", "--instance-id", "a-123"], "--instance-id"),
+        (
+            &[
+                "open-tunnel",
+                "--instance-connect-endpoint-id",
+                "aeice-1",
+                "--private-ip-address",
+                "10.0.0.1",
+            ],
+            "--instance-connect-endpoint-id",
+        ),
+        (
+            &[
+                "open-tunnel",
+                "--instance-connect-endpoint-id",
+                "eice-12;3",
+                "--private-ip-address",
+                "10.0.0.1",
+            ],
+            "--instance-connect-endpoint-id",
+        ),
+        (
+            &[
+                "open-tunnel",
+                "--instance-id",
+                "i-1",
+                "--instance-connect-endpoint-id",
+                "eice-1",
+                "--instance-connect-endpoint-dns-name",
+                "bad_name.example.com",
+            ],
+            "--instance-connect-endpoint-dns-name",
+        ),
+        (
+            &[
+                "open-tunnel",
+                "--instance-id",
+                "i-1",
+                "--instance-connect-endpoint-id",
+                "eice-1",
+                "--instance-connect-endpoint-dns-name",
+                "a.example.com:99999",
+            ],
+            "--instance-connect-endpoint-dns-name",
+        ),
+        (
+            &[
+                "ssh",
+                "--instance-id",
+                "i-1",
+                "--eice-options",
+                "endpointId=eice-1,colour=blue",
+            ],
+            "unknown key `colour`",
+        ),
+        (
+            &[
+                "ssh",
+                "--instance-id",
+                "i-1",
+                "--eice-options",
+                r#"{"endpointId":"eice-1","colour":"blue"}"#,
+            ],
+            "--eice-options",
+        ),
+        (
+            &[
+                "ssh",
+                "--instance-id",
+                "i-1",
+                "--eice-options",
+                "dnsName=a.example.com",
+            ],
+            "dnsName needs endpointId",
+        ),
+        (
+            &[
+                "ssh",
+                "--instance-id",
+                "i-1",
+                "--eice-options",
+                "endpointId=eice-1",
+                "--connection-type",
+                "direct",
+            ],
+            "--eice-options cannot be used with --connection-type direct",
+        ),
+        (
+            &["ssh", "--instance-id", "i-1", "--instance-ip", "10.0.0.1"],
+            "--instance-ip needs an explicit --connection-type",
+        ),
+        (
+            &[
+                "ssh",
+                "--instance-id",
+                "i-1",
+                "--eice-options",
+                "endpointId=eice-1,maxTunnelDuration=0",
+            ],
+            "maxTunnelDuration",
+        ),
+        (
+            &[
+                "ssh",
+                "--instance-id",
+                "i-1",
+                "--eice-options",
+                "endpointId=eice-1,maxTunnelDuration=3601",
+            ],
+            "maxTunnelDuration",
+        ),
+        (
+            &[
+                "ssh",
+                "--instance-id",
+                "i-1",
+                "--eice-options",
+                "endpointId=eice-1,maxTunnelDuration=ten",
+            ],
+            "maxTunnelDuration",
+        ),
+        (
+            &[
+                "open-tunnel",
+                "--instance-id",
+                "i-1",
+                "--max-tunnel-duration",
+                "0",
+            ],
+            "--max-tunnel-duration",
+        ),
+        (
+            &[
+                "open-tunnel",
+                "--instance-id",
+                "i-1",
+                "--max-tunnel-duration",
+                "3601",
+            ],
+            "--max-tunnel-duration",
+        ),
+        (
+            &[
+                "open-tunnel",
+                "--instance-id",
+                "i-1",
+                "--max-tunnel-duration",
+                "1.5",
+            ],
+            "--max-tunnel-duration",
+        ),
+        (
+            &["ssh", "--instance-id", "i-1", "--ssh-port", "0"],
+            "--ssh-port",
+        ),
+        (
+            &["ssh", "--instance-id", "i-1", "--ssh-port", "65536"],
+            "--ssh-port",
+        ),
+        (
+            &["ssh", "--instance-id", "i-1", "--ssh-port", "twenty-two"],
+            "--ssh-port",
+        ),
+        (
+            &[
+                "open-tunnel",
+                "--instance-id",
+                "i-1",
+                "--remote-port",
+                "70000",
+            ],
+            "--remote-port",
+        ),
+        (
+            &[
+                "open-tunnel",
+                "--instance-id",
+                "i-1",
+                "--local-port",
+                "70000",
+            ],
+            "--local-port",
+        ),
+        (
+            &["open-tunnel", "--remote-port", "22"],
+            "specify --instance-id",
+        ),
+        (
+            &["open-tunnel", "--private-ip-address", "10.0.0.1"],
+            "--private-ip-address needs --instance-connect-endpoint-id",
+        ),
+        (
+            &[
+                "open-tunnel",
+                "--instance-id",
+                "i-1",
+                "--instance-connect-endpoint-dns-name",
+                "a.example.com",
+            ],
+            "--instance-connect-endpoint-dns-name needs --instance-connect-endpoint-id",
+        ),
+        (
+            &["ssh", "--instance-id", "i-1", "--connection-type", "tunnel"],
+            "--connection-type",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = eic(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(252), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: want {needle:?} in {stderr:?}"
+        );
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {stderr:?}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: stdout {:?}", out.stdout);
+    }
+}
+
+#[test]
+fn clap_usage_errors_exit_252() {
+    for args in [&["ssh"][..], &["ssh", "--bogus"], &["frobnicate"], &[]] {
+        let out = eic(args);
+        assert_eq!(out.status.code(), Some(252), "{args:?}");
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let out = eic(&["ssh", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--instance-id",
+        "--instance-ip",
+        "--private-key-file",
+        "--os-user",
+        "--ssh-port",
+        "--local-forwarding",
+        "--connection-type",
+        "--eice-options",
+        "--region",
+        "--profile",
+        "--endpoint-url",
+        "--debug",
+        "Examples:",
+    ] {
+        assert!(help.contains(option), "ssh --help lacks {option}");
+    }
+    let out = eic(&["open-tunnel", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--instance-connect-endpoint-id",
+        "--instance-connect-endpoint-dns-name",
+        "--private-ip-address",
+        "--remote-port",
+        "--local-port",
+        "--max-tunnel-duration",
+        "--max-websocket-connections",
+    ] {
+        assert!(help.contains(option), "open-tunnel --help lacks {option}");
+    }
+    let out = eic(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("eic "));
+}
