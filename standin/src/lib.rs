@@ -1,1 +1,504 @@
-//! A local stand-in for the AWS surfaces eic talks to (filled in by the stand-in issue).
+//! A local stand-in for EC2, EC2 Instance Connect and an EICE WebSocket endpoint, for eic's tests.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use eic_standin::{StandIn, World};
+//! let (standin, sshd) = StandIn::with_sshd().await?;
+//! // run `eic` with `standin.env()` ...
+//! standin.world().instance_mut("i-0123456789abcdef0").unwrap().state = "stopped".into();
+//! assert_eq!(standin.count("SendSSHPublicKey"), 0);
+//! # drop(sshd); Ok(()) }
+//! ```
+
+pub mod connect;
+pub mod ec2;
+pub mod eice;
+pub mod sigv4;
+pub mod sshd;
+pub mod world;
+
+pub use sshd::Sshd;
+pub use world::{
+    Call, Credential, Endpoint, Faults, Instance, World, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET,
+    TYPICAL_ENDPOINT_ID, TYPICAL_INSTANCE_ID,
+};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+use world::OwnNames;
+
+/// State shared by the servers.
+pub(crate) struct Shared {
+    pub world: Mutex<World>,
+    pub own: OwnNames,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An HTTP answer built by a handler.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub error_code: Option<String>,
+}
+
+impl Reply {
+    pub fn new(status: u16, content_type: &'static str, body: String) -> Self {
+        Reply {
+            status,
+            content_type,
+            body,
+            error_code: None,
+        }
+    }
+}
+
+/// A fresh UUID-shaped request id.
+pub(crate) fn request_id() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let x = splitmix(t ^ n.rotate_left(32));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        x >> 32,
+        (x >> 16) & 0xffff,
+        x & 0xfff,
+        n & 0xfff,
+        splitmix(x) & 0xffff_ffff_ffff
+    )
+}
+
+/// A small deterministic PRNG step (splitmix64).
+pub(crate) fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The running stand-in: an HTTP API server and a TLS WebSocket server on 127.0.0.1.
+/// Dropping it stops both servers and their connections.
+pub struct StandIn {
+    shared: Arc<Shared>,
+    api_addr: SocketAddr,
+    eice_addr: SocketAddr,
+    ca_der: Vec<u8>,
+    ca_pem_path: PathBuf,
+    config_path: PathBuf,
+    credentials_path: PathBuf,
+    cert_dir: PathBuf,
+    tasks: Vec<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl StandIn {
+    /// Bind 127.0.0.1:0 twice (API, EICE), make a throw-away CA and serve `world`.
+    pub async fn start(world: World) -> anyhow::Result<StandIn> {
+        let api = TcpListener::bind("127.0.0.1:0").await?;
+        let eice = TcpListener::bind("127.0.0.1:0").await?;
+        let (api_addr, eice_addr) = (api.local_addr()?, eice.local_addr()?);
+        let dir = tempfile::Builder::new().prefix("eic-standin").tempdir()?;
+        let tls = eice::tls_material()?;
+        let ca_pem_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_pem_path, &tls.ca_pem)?;
+        let config_path = dir.path().join("config");
+        let credentials_path = dir.path().join("credentials");
+        std::fs::write(&config_path, "")?;
+        std::fs::write(&credentials_path, "")?;
+        let cert_dir = dir.path().join("certs");
+        std::fs::create_dir(&cert_dir)?;
+        let shared = Arc::new(Shared {
+            world: Mutex::new(world),
+            own: OwnNames {
+                dns: format!("localhost:{}", eice_addr.port()),
+                fips: format!("127.0.0.1:{}", eice_addr.port()),
+            },
+        });
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
+        let tasks = vec![
+            tokio::spawn(serve_api(api, shared.clone())),
+            tokio::spawn(eice::serve(eice, acceptor, shared.clone())),
+        ];
+        Ok(StandIn {
+            shared,
+            api_addr,
+            eice_addr,
+            ca_der: tls.ca_der,
+            ca_pem_path,
+            config_path,
+            credentials_path,
+            cert_dir,
+            tasks,
+            _dir: dir,
+        })
+    }
+
+    /// Start an [`Sshd`] and a stand-in serving [`World::typical`] with port 22 of
+    /// `i-0123456789abcdef0` relayed to that sshd and keys written to its AuthorizedKeysFile dir.
+    pub async fn with_sshd() -> anyhow::Result<(StandIn, Sshd)> {
+        let sshd = tokio::task::spawn_blocking(Sshd::start).await??;
+        let world = World::typical(sshd.addr()).authorized_keys_dir(sshd.authorized_keys_dir());
+        Ok((StandIn::start(world).await?, sshd))
+    }
+
+    /// `http://127.0.0.1:PORT`, for AWS_ENDPOINT_URL.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+    pub fn eice_addr(&self) -> SocketAddr {
+        self.eice_addr
+    }
+    pub fn eice_port(&self) -> u16 {
+        self.eice_addr.port()
+    }
+    /// `localhost:PORT`: the DnsName of endpoints whose `dns_name` is `None`.
+    pub fn eice_dns_name(&self) -> String {
+        self.shared.own.dns.clone()
+    }
+    /// `127.0.0.1:PORT`: the FipsDnsName of endpoints whose `fips_dns_name` is `None`.
+    pub fn eice_fips_dns_name(&self) -> String {
+        self.shared.own.fips.clone()
+    }
+    /// PEM of the throw-away CA that signed the WebSocket server's certificate.
+    pub fn ca_pem_path(&self) -> &Path {
+        &self.ca_pem_path
+    }
+    /// DER of that CA.
+    pub fn ca_der(&self) -> &[u8] {
+        &self.ca_der
+    }
+    /// A rustls client config trusting only the stand-in's CA.
+    pub fn rustls_client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(self.ca_der.clone()))
+            .expect("own CA");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// The environment a child `eic` needs: endpoint, the world's first credential, region,
+    /// CA bundle (AWS_CA_BUNDLE, SSL_CERT_FILE, and an empty SSL_CERT_DIR), no IMDS and empty
+    /// AWS config/credentials files so the user's real profile is never read.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let w = self.world();
+        let cred = w.credentials.first().cloned();
+        let path = |p: &Path| p.display().to_string();
+        let mut env = vec![("AWS_ENDPOINT_URL".to_string(), self.api_url())];
+        if let Some(c) = cred {
+            env.push(("AWS_ACCESS_KEY_ID".into(), c.access_key_id));
+            env.push(("AWS_SECRET_ACCESS_KEY".into(), c.secret_access_key));
+            if let Some(t) = c.session_token {
+                env.push(("AWS_SESSION_TOKEN".into(), t));
+            }
+        }
+        env.extend([
+            ("AWS_REGION".to_string(), w.region.clone()),
+            ("AWS_CA_BUNDLE".into(), path(&self.ca_pem_path)),
+            ("SSL_CERT_FILE".into(), path(&self.ca_pem_path)),
+            ("SSL_CERT_DIR".into(), path(&self.cert_dir)),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            ("AWS_CONFIG_FILE".into(), path(&self.config_path)),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                path(&self.credentials_path),
+            ),
+        ]);
+        env
+    }
+
+    /// Lock the world to read or change it. Do not hold the guard across an `.await`.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.shared.lock()
+    }
+    /// Every call served so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.world().calls.clone()
+    }
+    /// The calls of one action (`DescribeInstances`, `OpenTunnel`, ...).
+    pub fn calls_of(&self, action: &str) -> Vec<Call> {
+        self.world()
+            .calls
+            .iter()
+            .filter(|c| c.action == action)
+            .cloned()
+            .collect()
+    }
+    pub fn count(&self, action: &str) -> usize {
+        self.world()
+            .calls
+            .iter()
+            .filter(|c| c.action == action)
+            .count()
+    }
+    pub fn clear_calls(&self) {
+        self.world().calls.clear();
+    }
+
+    /// A presigned `wss://` openTunnel URL for `endpoint_id`'s DnsName (the stand-in's own when
+    /// the endpoint is unknown), signed now with the world's first credential: what eic should
+    /// produce.
+    pub fn tunnel_url(
+        &self,
+        endpoint_id: &str,
+        private_ip: &str,
+        port: u16,
+        max_tunnel_duration: Option<u32>,
+    ) -> String {
+        let (host, cred, region) = {
+            let w = self.world();
+            let host = w
+                .find_endpoint(endpoint_id)
+                .map(|e| e.names(&self.shared.own).0)
+                .unwrap_or_else(|| self.shared.own.dns.clone());
+            (host, w.credentials[0].clone(), w.region.clone())
+        };
+        let port = port.to_string();
+        let dur = max_tunnel_duration.map(|d| d.to_string());
+        let mut params = vec![
+            ("instanceConnectEndpointId", endpoint_id),
+            ("remotePort", port.as_str()),
+            ("privateIpAddress", private_ip),
+        ];
+        if let Some(d) = &dur {
+            params.push(("maxTunnelDuration", d));
+        }
+        let query = sigv4::presign_query(
+            &host,
+            "/openTunnel",
+            &params,
+            &cred.access_key_id,
+            &cred.secret_access_key,
+            cred.session_token.as_deref(),
+            &region,
+            SystemTime::now(),
+        );
+        format!("wss://{host}/openTunnel?{query}")
+    }
+}
+
+/// Decode an `application/x-www-form-urlencoded` string.
+fn form_decode(raw: &str) -> BTreeMap<String, String> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let d = |s: &str| sigv4::percent_decode(&s.replace('+', " "));
+            Some((d(k)?, d(v)?))
+        })
+        .collect()
+}
+
+/// The access key id in a SigV4 `Authorization` header.
+fn auth_access_key(header: &str) -> Option<String> {
+    let cred = header.split("Credential=").nth(1)?;
+    Some(cred.split('/').next()?.trim().to_string())
+}
+
+async fn serve_api(listener: TcpListener, shared: Arc<Shared>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let _ = tcp.set_nodelay(true);
+                let shared = shared.clone();
+                conns.spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| api(req, shared.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+            Some(_) = conns.join_next() => {}
+        }
+    }
+}
+
+async fn api(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let latency = shared.lock().faults.api_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let target = header("x-amz-target");
+    let host = header("host");
+    let token = header("x-amz-security-token");
+    let access_key = header("authorization").and_then(|a| auth_access_key(&a));
+    let query = req.uri().query().unwrap_or("").to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let rid = request_id();
+
+    let mut world = shared.lock();
+    let known = access_key.as_deref().and_then(|ak| world.lookup(ak));
+    let authentic = known
+        .as_ref()
+        .is_some_and(|(_, t)| t.as_deref() == token.as_deref());
+    let (action, params, reply) = if let Some(target) = target {
+        let params = connect::fields(&body);
+        let action = target.rsplit('.').next().unwrap_or("").to_string();
+        let reply = if target != connect::TARGET {
+            connect::error(
+                400,
+                "UnknownOperationException",
+                &format!("Unknown operation {target}"),
+            )
+        } else if access_key.is_none() {
+            connect::error(
+                400,
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            )
+        } else if !authentic {
+            connect::error(
+                400,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            )
+        } else {
+            connect::handle(&mut world, &body, &rid)
+        };
+        (action, params, reply)
+    } else {
+        let mut params = form_decode(&query);
+        params.extend(form_decode(&String::from_utf8_lossy(&body)));
+        let action = params.get("Action").cloned().unwrap_or_default();
+        let reply = if !authentic {
+            ec2::error(
+                401,
+                "AuthFailure",
+                "AWS was not able to validate the provided access credentials",
+                &rid,
+            )
+        } else {
+            ec2::handle(&mut world, &shared.own, &params, &rid)
+        };
+        (action, params, reply)
+    };
+    world.calls.push(Call {
+        action,
+        params,
+        access_key_id: access_key,
+        host,
+        raw_query: None,
+        status: reply.status,
+        error_code: reply.error_code.clone(),
+    });
+    drop(world);
+
+    let mut resp = Response::builder()
+        .status(reply.status)
+        .header("content-type", reply.content_type)
+        .header("x-amzn-RequestId", &rid);
+    if let Some(code) = reply
+        .error_code
+        .as_deref()
+        .filter(|_| reply.content_type.contains("json"))
+    {
+        resp = resp.header("x-amzn-ErrorType", code);
+    }
+    Ok(resp
+        .body(Full::new(Bytes::from(reply.body)))
+        .expect("valid response"))
+}
+
+/// A plain TCP relay on 127.0.0.1:0 piping every connection to `target` (a benchmark baseline).
+/// Abort the handle to stop it.
+pub async fn tcp_relay(target: SocketAddr) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let handle = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((mut a, _)) = accepted else { continue };
+                    conns.spawn(async move {
+                        if let Ok(mut b) = TcpStream::connect(target).await {
+                            let _ = a.set_nodelay(true);
+                            let _ = b.set_nodelay(true);
+                            let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                        }
+                    });
+                }
+                Some(_) = conns.join_next() => {}
+            }
+        }
+    });
+    Ok((addr, handle))
+}
+
+/// A TCP echo server on 127.0.0.1:0 (a tunnel target for tests). Abort the handle to stop it.
+pub async fn tcp_echo() -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the echo server")?;
+    let addr = listener.local_addr()?;
+    let handle = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((tcp, _)) = accepted else { continue };
+                    conns.spawn(async move {
+                        let (mut r, mut w) = tcp.into_split();
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                        use tokio::io::AsyncWriteExt;
+                        let _ = w.shutdown().await;
+                    });
+                }
+                Some(_) = conns.join_next() => {}
+            }
+        }
+    });
+    Ok((addr, handle))
+}
