@@ -112,6 +112,7 @@ impl Aws {
     pub async fn ec2(&self) -> anyhow::Result<aws_sdk_ec2::Client> {
         let config = aws_sdk_ec2::config::Builder::from(self.sdk())
             .credentials_provider(SharedCredentialsProvider::new(self.credentials().await?))
+            .use_fips(self.fips && !self.custom_endpoint("EC2"))
             .build();
         Ok(aws_sdk_ec2::Client::from_conf(config))
     }
@@ -119,8 +120,16 @@ impl Aws {
     pub async fn instance_connect(&self) -> anyhow::Result<aws_sdk_ec2instanceconnect::Client> {
         let config = aws_sdk_ec2instanceconnect::config::Builder::from(self.sdk())
             .credentials_provider(SharedCredentialsProvider::new(self.credentials().await?))
+            .use_fips(self.fips && !self.custom_endpoint("EC2_INSTANCE_CONNECT"))
             .build();
         Ok(aws_sdk_ec2instanceconnect::Client::from_conf(config))
+    }
+
+    /// Whether API calls to `service` go to a URL the user gave. The SDKs refuse FIPS with a
+    /// custom endpoint; the given URL then decides, and FIPS still picks the tunnel's DNS name.
+    fn custom_endpoint(&self, service: &str) -> bool {
+        self.sdk().endpoint_url().is_some()
+            || std::env::var(format!("AWS_ENDPOINT_URL_{service}")).is_ok_and(|v| !v.is_empty())
     }
 }
 

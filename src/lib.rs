@@ -7,11 +7,13 @@
 pub mod aws;
 pub mod cli;
 pub mod error;
+pub mod keys;
 pub mod listener;
 pub mod open_tunnel;
 pub mod presign;
 pub mod proxy;
 pub mod ssh;
+pub mod ssh_command;
 pub mod tunnel;
 
 use std::io::IsTerminal;

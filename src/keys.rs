@@ -1,0 +1,130 @@
+//! SSH keys: a one-time Ed25519 key made in memory and written 0600 inside a fresh 0700
+//! directory that is removed when the key is dropped, or the user's own key file.
+
+use std::fs::{self, OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rand_core::OsRng;
+use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
+
+use crate::error;
+
+/// A private key on disk for ssh's `-i`, and its public half for SendSSHPublicKey.
+#[derive(Debug)]
+pub struct Key {
+    /// The public key in OpenSSH form (`ssh-ed25519 AAAA...`).
+    pub public: String,
+    /// The private key file.
+    pub path: PathBuf,
+    /// The one-time key's directory, removed on drop; `None` for the user's own key.
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Key {
+    /// The directory that holds a one-time key, if this is one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(|d| d.path())
+    }
+}
+
+/// Where one-time keys live: `$XDG_RUNTIME_DIR` (a per-user tmpfs) when set, else the temp dir.
+pub fn key_parent() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// Makes a one-time Ed25519 key. The private half is only ever in memory and in a 0600 file
+/// inside a 0700 directory that is removed when the returned `Key` is dropped.
+pub fn generate() -> anyhow::Result<Key> {
+    let private = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+        .context("cannot generate an Ed25519 key")?;
+    let public = private.public_key().to_openssh()?;
+    let parent = key_parent();
+    let dir = tempfile::Builder::new()
+        .prefix("eic-")
+        .permissions(Permissions::from_mode(0o700))
+        .tempdir_in(&parent)
+        .with_context(|| format!("cannot create a private directory in {}", parent.display()))?;
+    let path = dir.path().join("id_ed25519");
+    let pem = private.to_openssh(LineEnding::LF)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write the one-time key {}", path.display()))?;
+    file.write_all(pem.as_bytes())?;
+    Ok(Key {
+        public,
+        path,
+        dir: Some(dir),
+    })
+}
+
+/// The user's own private key: its public half comes from the key itself (OpenSSH format,
+/// even when encrypted) or from `PATH.pub` next to it.
+pub fn from_file(path: &Path) -> anyhow::Result<Key> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        error::usage(format!(
+            "--private-key-file {}: cannot read it: {e}",
+            path.display()
+        ))
+    })?;
+    let public = match PrivateKey::from_openssh(&text) {
+        Ok(private) => private.public_key().to_openssh()?,
+        Err(_) => {
+            let pub_path = PathBuf::from(format!("{}.pub", path.display()));
+            let line = fs::read_to_string(&pub_path).map_err(|_| {
+                error::usage(format!(
+                    "--private-key-file {}: not an OpenSSH private key, and there is no {} to take its public key from (convert it with `ssh-keygen -p -f KEY`, or write the .pub with `ssh-keygen -y -f KEY > KEY.pub`)",
+                    path.display(),
+                    pub_path.display()
+                ))
+            })?;
+            PublicKey::from_openssh(line.trim())
+                .map_err(|e| error::usage(format!("{}: {e}", pub_path.display())))?
+                .to_openssh()?
+        }
+    };
+    Ok(Key {
+        public,
+        path: path.to_path_buf(),
+        dir: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_time_key_is_private_and_removed_on_drop() {
+        let key = generate().unwrap();
+        assert!(key.public.starts_with("ssh-ed25519 AAAA"));
+        let dir = key.dir().unwrap().to_path_buf();
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            fs::metadata(&key.path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let reread = from_file(&key.path).unwrap();
+        assert_eq!(reread.public, key.public);
+        drop(key);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn unreadable_key_file_is_a_usage_error() {
+        let err = from_file(Path::new("/nonexistent/key")).unwrap_err();
+        assert_eq!(error::exit_code(&err), error::USAGE);
+        assert!(err.to_string().contains("--private-key-file"));
+    }
+}

@@ -1,0 +1,266 @@
+//! The ssh command line: eic's options, the ProxyCommand that re-runs eic, the user's own
+//! arguments, and the destination.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// The tunnel the ProxyCommand child opens: everything resolved, so it makes no API call.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    /// This very binary (`std::env::current_exe()`).
+    pub exe: PathBuf,
+    pub endpoint_id: String,
+    pub dns_name: String,
+    pub private_ip: IpAddr,
+    pub remote_port: u16,
+    pub region: String,
+    pub max_tunnel_duration: Option<u32>,
+    pub debug: bool,
+}
+
+impl Proxy {
+    /// The `ProxyCommand` value. ssh runs it with `$SHELL -c`, after expanding `%` tokens, so
+    /// every word is single-quoted and every `%` doubled. Nothing secret goes here: argv is
+    /// visible to every user in `ps`; credentials reach the child through its environment.
+    pub fn command(&self) -> String {
+        let mut words = vec![
+            self.exe.display().to_string(),
+            "open-tunnel".into(),
+            "--region".into(),
+            self.region.clone(),
+            "--instance-connect-endpoint-id".into(),
+            self.endpoint_id.clone(),
+            "--instance-connect-endpoint-dns-name".into(),
+            self.dns_name.clone(),
+            "--private-ip-address".into(),
+            self.private_ip.to_string(),
+            "--remote-port".into(),
+            self.remote_port.to_string(),
+        ];
+        if let Some(secs) = self.max_tunnel_duration {
+            words.extend(["--max-tunnel-duration".into(), secs.to_string()]);
+        }
+        if self.debug {
+            words.push("--debug".into());
+        }
+        words
+            .iter()
+            .map(|w| shell_quote(w).replace('%', "%%"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Everything `eic ssh` passes to ssh.
+#[derive(Debug, Clone)]
+pub struct SshCommand {
+    pub ssh: PathBuf,
+    pub key: PathBuf,
+    pub user: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub instance_id: String,
+    /// `None` for a direct connection.
+    pub proxy: Option<Proxy>,
+    pub local_forwarding: Option<String>,
+    pub verbose: bool,
+    /// The arguments after `--`: ssh options, then a remote command.
+    pub extra: Vec<String>,
+}
+
+impl SshCommand {
+    /// ssh's arguments: eic's options, the user's options, `user@address`, the remote command.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(proxy) = &self.proxy {
+            args.extend(["-o".into(), format!("ProxyCommand={}", proxy.command())]);
+        }
+        args.extend([
+            "-i".into(),
+            self.key.display().to_string(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            format!("HostKeyAlias={}", self.instance_id),
+            "-o".into(),
+            "ServerAliveInterval=5".into(),
+            "-p".into(),
+            self.port.to_string(),
+        ]);
+        if let Some(spec) = &self.local_forwarding {
+            args.extend(["-L".into(), spec.clone()]);
+        }
+        if self.verbose {
+            args.push("-v".into());
+        }
+        let (options, command) = split_ssh_args(&self.extra);
+        args.extend(options.iter().cloned());
+        args.push(format!("{}@{}", self.user, self.address));
+        args.extend(command.iter().cloned());
+        args
+    }
+
+    /// The command line as a shell would take it, for `--dry-run`.
+    pub fn display(&self) -> String {
+        std::iter::once(self.ssh.display().to_string())
+            .chain(self.args())
+            .map(|a| shell_quote(&a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Splits the arguments after `--` into ssh options and the remote command, the way ssh's own
+/// option parser reads them: options until the first word that is not one (or `--`).
+pub fn split_ssh_args(args: &[String]) -> (&[String], &[String]) {
+    // ssh's options that take a value (from ssh(1)'s getopt string).
+    const WITH_VALUE: &[u8] = b"BbcDEeFIiJLlmOoPpQRSWw";
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "--" {
+            return (&args[..i], &args[i + 1..]);
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            break;
+        }
+        // A cluster like `-tt` or `-vp2222`: a value-taking letter consumes the rest, or the
+        // next argument when it ends the cluster.
+        let letters = &arg.as_bytes()[1..];
+        let mut consumes_next = false;
+        for (pos, letter) in letters.iter().enumerate() {
+            if WITH_VALUE.contains(letter) {
+                consumes_next = pos == letters.len() - 1;
+                break;
+            }
+        }
+        i += if consumes_next { 2 } else { 1 };
+    }
+    let i = i.min(args.len());
+    (&args[..i], &args[i..])
+}
+
+/// Quotes a word for a POSIX shell; plain words stay as they are.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The `ssh` program on `PATH`, if any.
+pub fn find_ssh() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("ssh"))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn splits_options_from_the_remote_command() {
+        let cases: &[(&[&str], usize)] = &[
+            (&["-t", "sudo", "journalctl", "-f"], 1),
+            (&["uptime"], 0),
+            (&["-o", "LogLevel=ERROR", "-tt", "ls", "-l"], 3),
+            (&["-oLogLevel=ERROR", "-v", "--", "-weird-command"], 2),
+            (&["-vp", "2222", "true"], 2),
+            (&["-p2222", "true"], 1),
+            (&["-L", "8080:localhost:80", "-N"], 3),
+            (&[], 0),
+        ];
+        for (args, n_options) in cases {
+            let args = strings(args);
+            let (options, command) = split_ssh_args(&args);
+            assert_eq!(options.len(), *n_options, "{args:?}");
+            let rest = args.len()
+                - n_options
+                - usize::from(args.get(*n_options).is_some_and(|a| a == "--"));
+            assert_eq!(command.len(), rest, "{args:?}");
+        }
+    }
+
+    fn command(proxy: bool, extra: &[&str]) -> SshCommand {
+        SshCommand {
+            ssh: "/usr/bin/ssh".into(),
+            key: "/run/user/1000/eic-abc/id_ed25519".into(),
+            user: "ec2-user".into(),
+            address: "10.0.0.5".parse().unwrap(),
+            port: 22,
+            instance_id: "i-0123".into(),
+            proxy: proxy.then(|| Proxy {
+                exe: "/opt/my tools/100%/eic".into(),
+                endpoint_id: "eice-1".into(),
+                dns_name: "eice-1.example.com".into(),
+                private_ip: "10.0.0.5".parse().unwrap(),
+                remote_port: 22,
+                region: "us-east-1".into(),
+                max_tunnel_duration: Some(600),
+                debug: false,
+            }),
+            local_forwarding: Some("8080:localhost:80".into()),
+            verbose: true,
+            extra: strings(extra),
+        }
+    }
+
+    #[test]
+    fn builds_the_documented_order() {
+        let args = command(true, &["-t", "sudo", "journalctl", "-f"]).args();
+        assert_eq!(
+            args,
+            [
+                "-o",
+                "ProxyCommand='/opt/my tools/100%%/eic' open-tunnel --region us-east-1 --instance-connect-endpoint-id eice-1 --instance-connect-endpoint-dns-name eice-1.example.com --private-ip-address 10.0.0.5 --remote-port 22 --max-tunnel-duration 600",
+                "-i",
+                "/run/user/1000/eic-abc/id_ed25519",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "HostKeyAlias=i-0123",
+                "-o",
+                "ServerAliveInterval=5",
+                "-p",
+                "22",
+                "-L",
+                "8080:localhost:80",
+                "-v",
+                "-t",
+                "ec2-user@10.0.0.5",
+                "sudo",
+                "journalctl",
+                "-f",
+            ]
+        );
+        let direct = command(false, &[]).args();
+        assert!(!direct.iter().any(|a| a.starts_with("ProxyCommand")));
+        assert_eq!(direct.last().unwrap(), "ec2-user@10.0.0.5");
+    }
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(shell_quote("plain-word_1.2"), "plain-word_1.2");
+        assert_eq!(shell_quote("two words"), "'two words'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(rm -rf ~)"), "'$(rm -rf ~)'");
+    }
+}

@@ -1,0 +1,605 @@
+//! `eic ssh` end to end: the stand-in, a real sshd, and the system ssh.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{run, text, Lab, ENDPOINT, INSTANCE};
+use eic_standin::{Endpoint, Instance, Sshd, StandIn, World};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+const LIMIT: Duration = Duration::from_secs(30);
+const VPC: &str = "vpc-1";
+
+/// `eic ssh --instance-id INSTANCE --os-user <sshd user> EIC_ARGS -- <isolating ssh options> REMOTE`,
+/// with its one-time keys under a runtime dir of the test's own.
+fn eic_ssh(lab: &Lab, runtime: &tempfile::TempDir, eic_args: &[&str], remote: &[&str]) -> Command {
+    let mut args = vec![
+        "ssh",
+        "--instance-id",
+        INSTANCE,
+        "--os-user",
+        lab.sshd.user(),
+    ];
+    args.extend_from_slice(eic_args);
+    args.push("--");
+    let options = lab.ssh_options();
+    args.extend(options.iter().map(String::as_str));
+    args.extend_from_slice(remote);
+    let mut cmd = lab.eic(&args);
+    cmd.env("XDG_RUNTIME_DIR", runtime.path());
+    cmd
+}
+
+fn runtime_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("eic-xdg")
+        .tempdir()
+        .unwrap()
+}
+
+fn assert_no_key_left(runtime: &tempfile::TempDir) {
+    let left: Vec<_> = std::fs::read_dir(runtime.path()).unwrap().collect();
+    assert!(left.is_empty(), "key directory left behind: {left:?}");
+}
+
+/// A lab whose world is built by the test around a running sshd.
+async fn lab_with(world: impl FnOnce(&Sshd) -> World) -> Lab {
+    let sshd = tokio::task::spawn_blocking(Sshd::start)
+        .await
+        .unwrap()
+        .expect("sshd starts (apt-get install -y openssh-server)");
+    let world = world(&sshd).authorized_keys_dir(sshd.authorized_keys_dir());
+    let standin = StandIn::start(world).await.unwrap();
+    Lab::with(standin, sshd)
+}
+
+#[tokio::test]
+async fn remote_command_output_and_exit_status_pass_through() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let out = run(
+        &mut eic_ssh(&lab, &runtime, &[], &["echo hello; exit 42"]),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(42), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello\n");
+    let out = run(&mut eic_ssh(&lab, &runtime, &[], &["false"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    assert_no_key_left(&runtime);
+
+    // Each run: one lookup of each kind, one key push, one tunnel; the ProxyCommand child
+    // made no API call of its own.
+    for action in [
+        "DescribeInstances",
+        "DescribeInstanceConnectEndpoints",
+        "SendSSHPublicKey",
+        "OpenTunnel",
+    ] {
+        assert_eq!(lab.standin.count(action), 2, "{action}");
+    }
+    let push = lab.standin.calls_of("SendSSHPublicKey").pop().unwrap();
+    assert_eq!(
+        push.params.get("InstanceOSUser").map(String::as_str),
+        Some(lab.sshd.user())
+    );
+    assert!(push.params["SSHPublicKey"].starts_with("ssh-ed25519 "));
+}
+
+#[tokio::test]
+async fn piped_stdin_drives_a_login_shell() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let mut cmd = eic_ssh(&lab, &runtime, &[], &[]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"echo piped-$((40 + 2))\nexit 3\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("piped-42"));
+    assert_no_key_left(&runtime);
+}
+
+#[tokio::test]
+async fn local_forwarding_carries_a_tcp_connection() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let (echo, _task) = eic_standin::tcp_echo().await.unwrap();
+    let local = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = format!("{local}:127.0.0.1:{}", echo.port());
+    let mut cmd = eic_ssh(
+        &lab,
+        &runtime,
+        &["--local-forwarding", &spec],
+        &[
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "echo ready; exec sleep 60",
+        ],
+    );
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // The forward is listening before the remote command runs.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(LIMIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some("ready"));
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
+        .await
+        .unwrap();
+    conn.write_all(b"through the forward").await.unwrap();
+    let mut buf = [0u8; 19];
+    tokio::time::timeout(LIMIT, conn.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"through the forward");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn connection_types_choose_the_address() {
+    // Public IPv4 (auto and direct): straight to the sshd, no tunnel.
+    let lab = lab_with(|sshd| {
+        World::new()
+            .instance(
+                Instance::new(INSTANCE, "10.0.0.5")
+                    .public_ip("127.0.0.1")
+                    .target(22, sshd.addr()),
+            )
+            .endpoint(Endpoint::new(ENDPOINT))
+    })
+    .await;
+    let runtime = runtime_dir();
+    let port = lab.sshd.port().to_string();
+    for kind in ["auto", "direct"] {
+        let out = run(
+            &mut eic_ssh(
+                &lab,
+                &runtime,
+                &["--connection-type", kind, "--ssh-port", &port],
+                &["echo direct"],
+            ),
+            LIMIT,
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{kind}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "direct\n");
+    }
+    assert_eq!(lab.standin.count("OpenTunnel"), 0);
+    // The same instance through its endpoint, and with an explicit --instance-ip.
+    for extra in [
+        &["--connection-type", "eice"][..],
+        &["--connection-type", "eice", "--instance-ip", "10.0.0.5"],
+    ] {
+        let out = run(
+            &mut eic_ssh(&lab, &runtime, extra, &["echo tunnelled"]),
+            LIMIT,
+        )
+        .await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "tunnelled\n");
+    }
+    let tunnels = lab.standin.calls_of("OpenTunnel");
+    assert_eq!(tunnels.len(), 2);
+    assert!(tunnels
+        .iter()
+        .all(|c| c.params["privateIpAddress"] == "10.0.0.5"));
+    // --instance-ip with direct overrides the public address.
+    let out = run(
+        &mut eic_ssh(
+            &lab,
+            &runtime,
+            &[
+                "--connection-type",
+                "direct",
+                "--instance-ip",
+                "127.0.0.1",
+                "--ssh-port",
+                &port,
+            ],
+            &["true"],
+        ),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_no_key_left(&runtime);
+}
+
+#[tokio::test]
+async fn ipv6_addresses_direct_and_through_the_endpoint() {
+    let lab = lab_with(|sshd| {
+        World::new()
+            .instance(
+                Instance::new(INSTANCE, "10.0.0.5")
+                    .no_private_ip()
+                    .ipv6("::1")
+                    .target(22, sshd.addr()),
+            )
+            .endpoint(Endpoint::new(ENDPOINT))
+    })
+    .await;
+    let runtime = runtime_dir();
+    let port = lab.sshd.port().to_string();
+    // auto: no public or private IPv4, so IPv6 directly.
+    let out = run(
+        &mut eic_ssh(&lab, &runtime, &["--ssh-port", &port], &["echo v6"]),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "v6\n");
+    assert_eq!(lab.standin.count("OpenTunnel"), 0);
+    // eice: the IPv6 address through the endpoint.
+    let out = run(
+        &mut eic_ssh(
+            &lab,
+            &runtime,
+            &["--connection-type", "eice"],
+            &["echo v6 tunnel"],
+        ),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let tunnel = lab.standin.calls_of("OpenTunnel").pop().unwrap();
+    assert_eq!(tunnel.params["privateIpAddress"], "::1");
+}
+
+#[tokio::test]
+async fn no_address_is_a_usage_error() {
+    let lab = lab_with(|_| {
+        World::new()
+            .instance(Instance::new(INSTANCE, "10.0.0.5").no_private_ip())
+            .endpoint(Endpoint::new(ENDPOINT))
+    })
+    .await;
+    let runtime = runtime_dir();
+    let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(252), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no IP address"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
+    assert_no_key_left(&runtime);
+}
+
+#[tokio::test]
+async fn endpoint_by_subnet_by_id_and_fips() {
+    let lab = lab_with(|sshd| {
+        World::new()
+            .instance(Instance::new(INSTANCE, "10.0.0.5").target(22, sshd.addr()))
+            .endpoint(Endpoint::new("eice-0aaaaaaaaaaaaaaa1").vpc(VPC, "subnet-other"))
+            .endpoint(Endpoint::new(ENDPOINT))
+            .endpoint(
+                Endpoint::new("eice-0bbbbbbbbbbbbbbb2")
+                    .vpc(VPC, "subnet-other")
+                    .no_fips(),
+            )
+    })
+    .await;
+    let runtime = runtime_dir();
+    let endpoint_of_last_tunnel = || lab.standin.calls_of("OpenTunnel").pop().unwrap();
+
+    // By subnet: the instance's own subnet wins over the first in the VPC.
+    let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        endpoint_of_last_tunnel().params["instanceConnectEndpointId"],
+        ENDPOINT
+    );
+
+    // By id.
+    let out = run(
+        &mut eic_ssh(
+            &lab,
+            &runtime,
+            &["--eice-options", "endpointId=eice-0aaaaaaaaaaaaaaa1"],
+            &["true"],
+        ),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        endpoint_of_last_tunnel().params["instanceConnectEndpointId"],
+        "eice-0aaaaaaaaaaaaaaa1"
+    );
+
+    // FIPS: the tunnel goes to the FIPS DNS name.
+    let mut cmd = eic_ssh(&lab, &runtime, &[], &["true"]);
+    cmd.env("AWS_USE_FIPS_ENDPOINT", "true");
+    let out = run(&mut cmd, LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        endpoint_of_last_tunnel().host.as_deref(),
+        Some(lab.standin.eice_fips_dns_name().as_str())
+    );
+
+    // FIPS asked for, but the endpoint has no FIPS name: a configuration error, no key pushed.
+    let pushes = lab.standin.count("SendSSHPublicKey");
+    let mut cmd = eic_ssh(
+        &lab,
+        &runtime,
+        &["--eice-options", "endpointId=eice-0bbbbbbbbbbbbbbb2"],
+        &["true"],
+    );
+    cmd.env("AWS_USE_FIPS_ENDPOINT", "true");
+    let out = run(&mut cmd, LIMIT).await;
+    assert_eq!(out.status.code(), Some(253), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("FIPS"), "{}", text(&out.stderr));
+    assert!(lab.standin.count("SendSSHPublicKey") <= pushes + 1);
+    assert_no_key_left(&runtime);
+}
+
+#[tokio::test]
+async fn api_errors_say_what_to_check() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+
+    let out = run(
+        &mut lab.eic(&["ssh", "--instance-id", "i-0000000000000000f"]),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(254), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("InvalidInstanceID.NotFound") && stderr.contains("region"),
+        "{stderr}"
+    );
+
+    lab.standin.world().faults.unauthorized = vec!["DescribeInstances".into()];
+    let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(254));
+    assert!(
+        text(&out.stderr).contains("ec2:DescribeInstances"),
+        "{}",
+        text(&out.stderr)
+    );
+    lab.standin.world().faults.unauthorized.clear();
+
+    for denial in ["AuthException", "AccessDeniedException"] {
+        lab.standin.world().faults.deny_send_key = Some(denial.into());
+        let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
+        assert_eq!(out.status.code(), Some(254), "{denial}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(denial), "{stderr}");
+        assert!(
+            stderr.contains("ec2-instance-connect:SendSSHPublicKey")
+                && stderr.contains("ec2:osuser"),
+            "{stderr}"
+        );
+    }
+    lab.standin.world().faults.deny_send_key = None;
+
+    // Not running: the state is named, and no key is pushed.
+    lab.standin.world().instance_mut(INSTANCE).unwrap().state = "stopped".into();
+    let pushes = lab.standin.count("SendSSHPublicKey");
+    let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("is stopped"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), pushes);
+    assert_no_key_left(&runtime);
+}
+
+#[tokio::test]
+async fn throttled_key_push_is_retried() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    lab.standin.world().faults.throttle_send_key = 2;
+    let out = run(&mut eic_ssh(&lab, &runtime, &[], &["echo in"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 3);
+}
+
+#[tokio::test]
+async fn ssh_missing_from_path_is_a_configuration_error() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = eic_ssh(&lab, &runtime, &[], &["true"]);
+    cmd.env("PATH", empty.path());
+    let out = run(&mut cmd, LIMIT).await;
+    assert_eq!(out.status.code(), Some(253));
+    assert!(
+        text(&out.stderr).contains("ssh not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
+    assert_no_key_left(&runtime);
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_command_and_pushes_nothing() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let out = run(
+        &mut eic_ssh(&lab, &runtime, &["--dry-run"], &["uptime"]),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    for part in [
+        "ProxyCommand=",
+        "open-tunnel",
+        "-i ",
+        "IdentitiesOnly=yes",
+        &format!("HostKeyAlias={INSTANCE}"),
+        "ServerAliveInterval=5",
+        " uptime",
+    ] {
+        assert!(line.contains(part), "{part} missing in {line}");
+    }
+    assert!(
+        line.contains(&runtime.path().display().to_string()),
+        "no key path in {line}"
+    );
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
+    assert_no_key_left(&runtime);
+}
+
+#[tokio::test]
+async fn no_secret_in_any_argv_and_no_api_call_from_the_proxy() {
+    let world = |sshd: &Sshd| {
+        World::typical(sshd.addr()).only_credential(
+            eic_standin::Credential::new("AKIDARGVTEST", "argv-secret-key")
+                .with_token("argv-session-token"),
+        )
+    };
+    let lab = lab_with(world).await;
+    let runtime = runtime_dir();
+    // The remote command runs on this machine: it sees every process's argv, eic's and the
+    // ProxyCommand child's included.
+    let dump = r#"for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' < "$f"; echo; done"#;
+    let out = run(&mut eic_ssh(&lab, &runtime, &["--debug"], &[dump]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let argvs = text(&out.stdout);
+    assert!(
+        argvs.contains("open-tunnel --region"),
+        "the ProxyCommand child was not seen:\n{argvs}"
+    );
+    let stderr = text(&out.stderr);
+    for secret in ["AKIDARGVTEST", "argv-secret-key", "argv-session-token"] {
+        assert!(!argvs.contains(secret), "{secret} in some argv");
+        assert!(!stderr.contains(secret), "{secret} on stderr");
+    }
+    assert!(
+        !argvs.contains("X-Amz-Signature"),
+        "a presigned URL in some argv"
+    );
+    // --debug logs the tunnel URL, with its signature redacted.
+    let signatures: Vec<&str> = stderr.split("X-Amz-Signature=").skip(1).collect();
+    assert!(
+        !signatures.is_empty(),
+        "--debug should log the (redacted) URL:\n{stderr}"
+    );
+    assert!(
+        signatures.iter().all(|s| s.starts_with("REDACTED")),
+        "{stderr}"
+    );
+    // One call of each kind, all from the parent eic; the tunnel comes last.
+    let mut actions: Vec<String> = lab.standin.calls().into_iter().map(|c| c.action).collect();
+    assert_eq!(actions.last().map(String::as_str), Some("OpenTunnel"));
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "DescribeInstanceConnectEndpoints",
+            "DescribeInstances",
+            "OpenTunnel",
+            "SendSSHPublicKey"
+        ]
+    );
+}
+
+/// Starts `eic ssh ... -- 'echo started; exec sleep 60'` and waits until ssh runs the command.
+async fn started(lab: &Lab, runtime: &tempfile::TempDir) -> tokio::process::Child {
+    let mut cmd = eic_ssh(lab, runtime, &[], &["echo started; exec sleep 60"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(LIMIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("started"));
+    assert_eq!(
+        std::fs::read_dir(runtime.path()).unwrap().count(),
+        1,
+        "the key directory exists while ssh runs"
+    );
+    child
+}
+
+fn send(child: &tokio::process::Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn the_key_is_removed_on_every_way_out() {
+    let lab = Lab::start().await;
+
+    // ssh fails (authentication refused: the key is pushed for another user).
+    let runtime = runtime_dir();
+    let mut args = vec![
+        "ssh",
+        "--instance-id",
+        INSTANCE,
+        "--os-user",
+        "nobody-else",
+        "--",
+    ];
+    let options = lab.ssh_options();
+    args.extend(options.iter().map(String::as_str));
+    args.push("true");
+    let mut cmd = lab.eic(&args);
+    cmd.env("XDG_RUNTIME_DIR", runtime.path());
+    let out = run(&mut cmd, LIMIT).await;
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
+    assert_no_key_left(&runtime);
+
+    // eic's own error after the key was made.
+    lab.standin.world().faults.deny_send_key = Some("AuthException".into());
+    let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(254));
+    assert_no_key_left(&runtime);
+    lab.standin.world().faults.deny_send_key = None;
+
+    // SIGINT and SIGTERM sent to eic while ssh runs: ssh is ended, the key removed, and eic
+    // exits promptly with the signal's status.
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        let mut child = started(&lab, &runtime).await;
+        let sent = Instant::now();
+        send(&child, signal);
+        let status = tokio::time::timeout(LIMIT, child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            sent.elapsed() < Duration::from_secs(6),
+            "{signal}: took {:?}",
+            sent.elapsed()
+        );
+        assert_eq!(status.code(), Some(code), "{signal}");
+        assert_no_key_left(&runtime);
+    }
+}
