@@ -220,6 +220,8 @@ pub struct Instance {
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
     pub availability_zone: Option<String>,
+    pub name: Option<String>,
+    pub launch_time: Option<String>,
 }
 
 impl Instance {
@@ -247,6 +249,13 @@ impl Instance {
                 .placement()
                 .and_then(|p| p.availability_zone())
                 .map(str::to_string),
+            name: i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("Name"))
+                .and_then(|t| t.value())
+                .map(str::to_string),
+            launch_time: i.launch_time().map(|t| t.to_string()),
         }
     }
 }
@@ -363,6 +372,105 @@ pub async fn describe_instance(
                 "instance {id} was not found in {region}: check the instance id and the region"
             ))
         })
+}
+
+/// How the user named the instance.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    Id(&'a str),
+    /// The value of its `Name` tag.
+    Name(&'a str),
+}
+
+/// Looks up the instance by id, or the one running instance with that Name tag.
+pub async fn find_instance(
+    ec2: &aws_sdk_ec2::Client,
+    target: Target<'_>,
+    region: &str,
+) -> anyhow::Result<Instance> {
+    let name = match target {
+        Target::Id(id) => return describe_instance(ec2, id, region).await,
+        Target::Name(name) => name,
+    };
+    let mut pages = ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag:Name").values(name).build())
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .build(),
+        )
+        .into_paginator()
+        .items()
+        .send();
+    let mut found = Vec::new();
+    while let Some(reservation) = pages.next().await {
+        let reservation = reservation.map_err(|e| {
+            api_error(e, &format!("DescribeInstances for Name={name}"), |code| {
+                iam_hint(code, "ec2:DescribeInstances").unwrap_or_default()
+            })
+        })?;
+        found.extend(reservation.instances().iter().map(Instance::from_sdk));
+    }
+    match found.len() {
+        0 => Err(error::usage(format!(
+            "no running instance is named `{name}` in {region}: check the Name tag and the region"
+        ))),
+        1 => Ok(found.remove(0)),
+        n => Err(error::usage(format!(
+            "{n} running instances are named `{name}` in {region}; pick one with --instance-id:\n{}",
+            instance_table(&found)
+        ))),
+    }
+}
+
+/// A small table of instances to choose from.
+pub fn instance_table(instances: &[Instance]) -> String {
+    let rows: Vec<[String; 6]> = instances
+        .iter()
+        .map(|i| {
+            let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            [
+                i.id.clone(),
+                or_dash(&i.name),
+                i.state.clone(),
+                i.private_ipv4.map_or("-".into(), |ip| ip.to_string()),
+                or_dash(&i.availability_zone),
+                or_dash(&i.launch_time),
+            ]
+        })
+        .collect();
+    let header = [
+        "INSTANCE ID",
+        "NAME",
+        "STATE",
+        "PRIVATE IP",
+        "AZ",
+        "LAUNCHED",
+    ]
+    .map(String::from);
+    let widths: Vec<usize> = (0..6)
+        .map(|c| {
+            std::iter::once(&header)
+                .chain(&rows)
+                .map(|r| r[c].len())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(v, w)| format!("{v:<w$}"))
+                .collect();
+            format!("  {}", cells.join("  ").trim_end())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Looks up one endpoint by id.

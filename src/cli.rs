@@ -81,6 +81,47 @@ pub enum Command {
     /// Open a WebSocket tunnel to a port of an instance through an EC2 Instance Connect Endpoint.
     #[command(after_help = TUNNEL_EXAMPLES)]
     OpenTunnel(TunnelArgs),
+    /// ProxyCommand for ssh_config: push eic's key for USER, then tunnel stdin/stdout to HOST.
+    #[command(
+        after_help = "In ~/.ssh/config (see `eic ssh-config`):\n    ProxyCommand eic proxy %h %p %r"
+    )]
+    Proxy(ProxyArgs),
+    /// Print (or --install) an ~/.ssh/config block so ssh, scp, sftp and rsync reach instances.
+    SshConfig(SshConfigArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `eic man > eic.1`.
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// An instance id (i-...), a Name tag, or NAME.eic.
+    #[arg(value_name = "HOST", value_parser = parse_host)]
+    pub host: String,
+    /// The port on the instance (ssh's %p).
+    #[arg(value_name = "PORT", value_parser = parse_port)]
+    pub port: u16,
+    /// The user to push the key for (ssh's %r).
+    #[arg(value_name = "USER", value_parser = parse_os_user)]
+    pub user: String,
+    /// The private key whose public half is pushed (default ~/.ssh/eic_ed25519, made on first use).
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Give up on an endpoint that has not accepted the tunnel after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..))]
+    pub connect_timeout: u16,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SshConfigArgs {
+    /// Write the block to ~/.ssh/eic_config and include it from the top of ~/.ssh/config.
+    #[arg(long)]
+    pub install: bool,
 }
 
 /// How `eic ssh` reaches the instance, as the AWS CLI defines it.
@@ -96,10 +137,15 @@ pub enum ConnectionType {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["instance_id", "name"])))]
 pub struct SshArgs {
     /// The instance to connect to (i-...).
     #[arg(long, value_name = "ID", value_parser = parse_instance_id)]
-    pub instance_id: String,
+    pub instance_id: Option<String>,
+
+    /// The running instance whose Name tag is NAME (instead of --instance-id).
+    #[arg(long, value_name = "NAME", conflicts_with = "instance_id", value_parser = parse_name)]
+    pub name: Option<String>,
 
     /// Connect to this IP address instead of the one found for the connection type.
     #[arg(long, value_name = "IP")]
@@ -143,6 +189,10 @@ pub struct TunnelArgs {
     /// The instance to connect to (i-...); its address and endpoint are looked up.
     #[arg(long, value_name = "ID", value_parser = parse_instance_id)]
     pub instance_id: Option<String>,
+
+    /// The running instance whose Name tag is NAME (instead of --instance-id).
+    #[arg(long, value_name = "NAME", conflicts_with = "instance_id", value_parser = parse_name)]
+    pub name: Option<String>,
 
     /// Use this endpoint instead of looking one up.
     #[arg(long, value_name = "ID", value_parser = parse_endpoint_id)]
@@ -201,6 +251,7 @@ impl Cli {
         match &self.command {
             Command::Ssh(args) => args.validate(),
             Command::OpenTunnel(args) => args.validate(stdin_is_terminal),
+            _ => Ok(()),
         }
     }
 }
@@ -223,9 +274,9 @@ impl SshArgs {
 
 impl TunnelArgs {
     fn validate(&self, stdin_is_terminal: bool) -> anyhow::Result<()> {
-        if self.instance_id.is_none() && self.private_ip_address.is_none() {
+        if self.instance_id.is_none() && self.name.is_none() && self.private_ip_address.is_none() {
             return Err(usage(
-                "specify --instance-id, or --private-ip-address with --instance-connect-endpoint-id",
+                "specify --instance-id (or --name), or --private-ip-address with --instance-connect-endpoint-id",
             ));
         }
         if self.instance_connect_endpoint_id.is_none() {
@@ -265,6 +316,33 @@ pub fn parse_instance_id(value: &str) -> Result<String, String> {
 
 pub fn parse_endpoint_id(value: &str) -> Result<String, String> {
     parse_id(value, "eice-", "eice-0123456789abcdef0")
+}
+
+/// A Name tag value: printable, no control characters.
+pub fn parse_name(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(
+            "expected a Name tag value (1 to 256 characters, no control characters)".into(),
+        );
+    }
+    Ok(value.to_string())
+}
+
+/// ssh's %h for `eic proxy`: an instance id, or a Name tag (optionally as NAME.eic).
+pub fn parse_host(value: &str) -> Result<String, String> {
+    let plain = !value.is_empty()
+        && !value.starts_with('-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if plain {
+        Ok(value.to_string())
+    } else {
+        Err(
+            "expected an instance id (i-...) or a Name tag of letters, digits, '.', '_' and '-'"
+                .into(),
+        )
+    }
 }
 
 /// A DNS name of letters, digits, `.` and `-`, with an optional `:port`.
@@ -321,7 +399,7 @@ fn parse_region(value: &str) -> Result<String, String> {
 }
 
 /// A login name as sshd and SendSSHPublicKey accept it.
-fn parse_os_user(value: &str) -> Result<String, String> {
+pub fn parse_os_user(value: &str) -> Result<String, String> {
     let mut bytes = value.bytes();
     let first_ok = bytes
         .next()
@@ -417,6 +495,7 @@ mod tests {
     #[test]
     fn ssh_defaults() {
         let a = ssh(&["--instance-id", "i-0abc"]);
+        assert_eq!(a.instance_id.as_deref(), Some("i-0abc"));
         assert_eq!(a.os_user, "ec2-user");
         assert_eq!(a.ssh_port, 22);
         assert_eq!(a.connection_type, ConnectionType::Auto);

@@ -98,6 +98,56 @@ pub fn from_file(path: &Path) -> anyhow::Result<Key> {
     })
 }
 
+/// eic's dedicated key for ssh_config use (`~/.ssh/eic_ed25519` unless `path` is given),
+/// made on first use with mode 0600. Concurrent first uses agree on one key: it is written
+/// under a temporary name and linked into place only if no other process got there first.
+pub fn dedicated(path: Option<&Path>) -> anyhow::Result<Key> {
+    let path = match path {
+        Some(path) => path.to_path_buf(),
+        None => default_dedicated_path()?,
+    };
+    if !path.exists() {
+        create_dedicated(&path)?;
+    }
+    from_file(&path)
+}
+
+/// `$HOME/.ssh/eic_ed25519`.
+pub fn default_dedicated_path() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| error::config("HOME is not set: cannot find ~/.ssh"))?;
+    Ok(PathBuf::from(home).join(".ssh").join("eic_ed25519"))
+}
+
+fn create_dedicated(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, Permissions::from_mode(0o700))?;
+    }
+    let private = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
+    let public = private.public_key().to_openssh()?;
+    let staged = tempfile::Builder::new()
+        .prefix(".eic_ed25519-")
+        .permissions(Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    fs::write(
+        staged.path(),
+        private.to_openssh(LineEnding::LF)?.as_bytes(),
+    )?;
+    match fs::hard_link(staged.path(), path) {
+        Ok(()) => {
+            fs::write(format!("{}.pub", path.display()), format!("{public} eic\n"))?;
+            eprintln!("eic: created the key {}", path.display());
+            Ok(())
+        }
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

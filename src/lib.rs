@@ -12,8 +12,11 @@ pub mod listener;
 pub mod open_tunnel;
 pub mod presign;
 pub mod proxy;
+pub mod push_cache;
 pub mod ssh;
 pub mod ssh_command;
+pub mod ssh_config;
+pub mod ssh_proxy;
 pub mod tunnel;
 
 use std::io::IsTerminal;
@@ -39,8 +42,32 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         match &cli.command {
             Command::Ssh(args) => ssh::run(&cli.global, args).await,
             Command::OpenTunnel(args) => open_tunnel::run(&cli.global, args).await,
+            Command::Proxy(args) => ssh_proxy::run(&cli.global, args).await,
+            Command::SshConfig(args) => ssh_config::run(args),
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                let mut script = Vec::new();
+                clap_complete::generate(*shell, &mut command, "eic", &mut script);
+                print_out(&script)
+            }
+            Command::Man => {
+                let mut page = Vec::new();
+                clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                    .render(&mut page)?;
+                print_out(&page)
+            }
         }
     })
+}
+
+/// Writes command output to stdout; a reader that went away (`| head`) is not an error.
+pub fn print_out(bytes: &[u8]) -> anyhow::Result<i32> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
 }
 
 /// Logs go to stderr only (in proxy mode stdout is the SSH stream). `--debug` shows eic's

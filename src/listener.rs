@@ -1,11 +1,12 @@
 //! Listener mode: every accepted local connection gets its own freshly presigned tunnel.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::error;
@@ -33,6 +34,10 @@ pub async fn serve(
             SocketAddr::new(bind, port)
         )
     })?;
+    // Listen for Ctrl-C before saying we are ready, and only once: a signal that arrives while
+    // no listener is registered would kill the process or be lost.
+    let shutdown = shutdown_signal()?;
+    tokio::pin!(shutdown);
     let local = listener.local_addr()?;
     let target = opener.target();
     eprintln!(
@@ -62,12 +67,11 @@ pub async fn serve(
                 let opener = opener.clone();
                 let stop = stop_rx.clone();
                 tasks.spawn(async move {
-                    handle(next_id, socket, peer, &opener, stop).await;
-                    drop(permit);
+                    handle(next_id, socket, peer, &opener, stop, permit).await;
                 });
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            code = shutdown_signal() => break code,
+            code = &mut shutdown => break code,
         }
     };
     drop(listener);
@@ -89,6 +93,7 @@ async fn handle(
     peer: SocketAddr,
     opener: &Opener,
     mut stop: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
 ) {
     let _ = socket.set_nodelay(true);
     let started = Instant::now();
@@ -109,6 +114,8 @@ async fn handle(
         let _ = stop.wait_for(|s| *s).await;
     };
     let result = tunnel::pump(read, write, tunnel, stopped).await;
+    // Free the slot before saying so: once the `closed` line is out, a new connection is served.
+    drop(permit);
     match opener.explain_end(result, started) {
         Ok(()) => eprintln!(
             "eic: [{id}] {peer}: closed after {:.1} s",
@@ -118,26 +125,27 @@ async fn handle(
     }
 }
 
-/// Waits for Ctrl-C (exit 130) or SIGTERM (exit 143).
-pub async fn shutdown_signal() -> i32 {
+/// Ctrl-C (exit 130) or SIGTERM (exit 143), caught from the moment this returns.
+pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = i32>> {
     #[cfg(unix)]
     {
+        use anyhow::Context as _;
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return error::INTERRUPTED;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C (SIGINT)")?;
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => error::INTERRUPTED,
+                _ = term.recv() => 128 + 15,
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => error::INTERRUPTED,
-            _ = term.recv() => 128 + 15,
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        error::INTERRUPTED
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            error::INTERRUPTED
+        })
     }
 }

@@ -50,8 +50,12 @@ impl Opener {
     /// Explains how a tunnel ended, naming the duration limit when that is what ended it.
     pub fn explain_end(&self, result: anyhow::Result<()>, started: Instant) -> anyhow::Result<()> {
         let limit = self.target.max_tunnel_duration.map(u64::from);
-        let at_limit = limit
-            .is_some_and(|l| started.elapsed() + Duration::from_secs(2) >= Duration::from_secs(l));
+        // The endpoint's clock started about when ours did; allow it a little lead, but never
+        // enough to blame the limit for a tunnel that ended early on.
+        let at_limit = limit.is_some_and(|l| {
+            let l = Duration::from_secs(l);
+            started.elapsed() + (l / 10).min(Duration::from_secs(2)) >= l
+        });
         match result {
             Ok(()) if at_limit => {
                 eprintln!(
@@ -120,8 +124,13 @@ async fn resolve(aws: &Aws, args: &TunnelArgs) -> anyhow::Result<TunnelTarget> {
         return Ok(tunnel_target(id.clone(), dns.clone(), ip));
     }
     let ec2 = aws.ec2().await?;
-    let instance = match &args.instance_id {
-        Some(id) => Some(aws::describe_instance(&ec2, id, &aws.region).await?),
+    let target = match (&args.instance_id, &args.name) {
+        (Some(id), _) => Some(aws::Target::Id(id)),
+        (None, Some(name)) => Some(aws::Target::Name(name)),
+        (None, None) => None,
+    };
+    let instance = match target {
+        Some(target) => Some(aws::find_instance(&ec2, target, &aws.region).await?),
         None => None,
     };
     let private_ip = match (args.private_ip_address, &instance) {
@@ -156,11 +165,11 @@ async fn resolve(aws: &Aws, args: &TunnelArgs) -> anyhow::Result<TunnelTarget> {
 }
 
 /// Stdio mode, as ssh's ProxyCommand uses it.
-async fn stdio(opener: &Opener) -> anyhow::Result<i32> {
+pub async fn stdio(opener: &Opener) -> anyhow::Result<i32> {
     let tunnel = opener.open().await?;
     let started = Instant::now();
     let result = tunnel::pump(
-        tokio::io::stdin(),
+        tunnel::stdin(),
         tokio::io::stdout(),
         tunnel,
         std::future::pending(),

@@ -69,8 +69,7 @@ pub async fn run(global: &Global, args: &SshArgs) -> anyhow::Result<i32> {
     };
     let Prepared { command, key, env } = prepared;
     if args.dry_run {
-        println!("{}", command.display());
-        return Ok(0);
+        return crate::print_out(format!("{}\n", command.display()).as_bytes());
     }
     let status = run_ssh(&command, &env, &key, &mut signals).await?;
     drop(key);
@@ -96,7 +95,12 @@ async fn prepare(global: &Global, args: &SshArgs) -> anyhow::Result<Prepared> {
     };
     let aws = Aws::load(global).await?;
     let ec2 = aws.ec2().await?;
-    let instance = aws::describe_instance(&ec2, &args.instance_id, &aws.region).await?;
+    let target = match (&args.instance_id, &args.name) {
+        (Some(id), _) => aws::Target::Id(id),
+        (None, Some(name)) => aws::Target::Name(name),
+        (None, None) => unreachable!("clap requires --instance-id or --name"),
+    };
+    let instance = aws::find_instance(&ec2, target, &aws.region).await?;
     if instance.state != "running" {
         anyhow::bail!(
             "instance {} is {}, not running: start it (aws ec2 start-instances --instance-ids {}) and retry",
@@ -309,6 +313,8 @@ mod tests {
             vpc_id: Some("vpc-1".into()),
             subnet_id: Some("subnet-1".into()),
             availability_zone: None,
+            name: None,
+            launch_time: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The EICE WebSocket tunnel: TLS connect (optionally through a proxy), the upgrade, and the
-//! tunnel wrapped once as an `AsyncRead + AsyncWrite` byte stream, plus the copy loop.
+//! tunnel wrapped once as an `AsyncRead + AsyncWrite` byte stream, plus the copy loop and a
+//! stdin that does not hold up the exit.
 
 use std::fmt;
 use std::future::Future;
@@ -101,8 +102,10 @@ impl Tunnel {
                     close_sent: false,
                 }),
                 Err(tungstenite::Error::Http(response)) => Err(upgrade_refused(&response)),
-                Err(e) => Err(anyhow::Error::new(e)
-                    .context(format!("WebSocket handshake with {host}:{port} failed"))),
+                // tungstenite's messages already include their source: show the text once.
+                Err(e) => Err(anyhow::anyhow!(
+                    "WebSocket handshake with {host}:{port} failed: {e}"
+                )),
             }
         };
         tokio::time::timeout(timeout, open).await.map_err(|_| {
@@ -316,6 +319,65 @@ where
     }
 }
 
+/// Stdin as an `AsyncRead`, read on a thread of its own.
+///
+/// A blocking read cannot be cancelled. `tokio::io::stdin` does it in the runtime's blocking
+/// pool, whose shutdown waits for it: when the endpoint ended the tunnel while stdin stayed
+/// open (ssh keeps it open), eic did not exit until the next input. This thread is simply left
+/// behind when the process exits.
+pub fn stdin() -> impl AsyncRead + Unpin {
+    let (tx, chunks) = tokio::sync::mpsc::channel(4);
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let chunk = match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(Bytes::from(buf))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            if tx.blocking_send(chunk).is_err() || failed {
+                break;
+            }
+        }
+    });
+    ThreadStdin {
+        chunks,
+        pending: Bytes::new(),
+    }
+}
+
+/// The receiving end of [`stdin`]'s thread; the thread's end is EOF.
+struct ThreadStdin {
+    chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    pending: Bytes,
+}
+
+impl AsyncRead for ThreadStdin {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pending.is_empty() {
+            match ready!(self.chunks.poll_recv(cx)) {
+                Some(Ok(chunk)) => self.pending = chunk,
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = self.pending.len().min(buf.remaining());
+        buf.put_slice(&self.pending.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// Lifts the tunnel's own errors out of `io::Error` so they keep their exit code and message.
 fn tunnel_error(e: io::Error) -> anyhow::Error {
     if e.get_ref()
@@ -332,7 +394,8 @@ fn tunnel_error(e: io::Error) -> anyhow::Error {
             ),
         }
     } else {
-        anyhow::Error::new(e).context("the tunnel failed")
+        // tungstenite's messages already include their source: show the text once.
+        anyhow::anyhow!("the tunnel failed: {e}")
     }
 }
 

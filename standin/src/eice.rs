@@ -154,6 +154,12 @@ async fn connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) 
         let _ = raw.flush().await;
         return drain(ws).await;
     }
+    if let Some(bytes) = &faults.raw_after_upgrade {
+        let raw = ws.get_mut();
+        let _ = raw.write_all(bytes).await;
+        let _ = raw.flush().await;
+        return drain(ws).await;
+    }
     if faults.oversized_frame {
         let mut header = vec![0x82u8, 127];
         header.extend_from_slice(&(32u64 << 20).to_be_bytes());

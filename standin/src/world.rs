@@ -199,6 +199,9 @@ pub struct Faults {
     pub random_garbage_after_upgrade: Option<u64>,
     /// Right after the upgrade, send the header of a 32 MiB binary frame.
     pub oversized_frame: bool,
+    /// Right after the upgrade, write exactly these bytes on the TLS stream (hand-made frames:
+    /// a close frame with an invalid UTF-8 reason, random frame sequences, ...).
+    pub raw_after_upgrade: Option<Vec<u8>>,
 }
 
 impl Faults {

@@ -1,6 +1,6 @@
 //! Shared fixtures for eic's end-to-end tests: the stand-in, a real sshd, an isolated HOME,
 //! and the real `eic` binary run against them.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -254,8 +254,8 @@ impl StderrLines {
         }
     }
 
-    /// The next line (already seen or not) for which `want` holds; panics after [`LINE_LIMIT`]
-    /// or at EOF. Each line is returned at most once.
+    /// Reads on to the next line for which `want` holds and returns it (lines read on the way
+    /// stay in `seen`); panics at EOF or after [`LINE_LIMIT`].
     pub async fn wait_for(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + LINE_LIMIT;
         loop {

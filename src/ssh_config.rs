@@ -1,0 +1,221 @@
+//! `eic ssh-config`: the ~/.ssh/config block that makes ssh, scp, sftp, rsync, git and editors
+//! reach instances through `eic proxy`, and its idempotent installation.
+
+use std::fs::{self, Permissions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::cli::SshConfigArgs;
+use crate::error;
+use crate::keys;
+use crate::ssh_command::shell_quote;
+
+/// The block, for this binary and key (absolute paths: ssh expands `~` from the password
+/// database, not from `$HOME`).
+pub fn block(exe: &Path, key: &Path) -> String {
+    let proxy = shell_quote(&exe.display().to_string()).replace('%', "%%");
+    format!(
+        "\
+# Written by `eic ssh-config`: ssh, scp, sftp, rsync, git and editors reach EC2 instances
+# through EC2 Instance Connect Endpoints, with eic's key pushed for 60 s at each connection.
+#   ssh i-0123456789abcdef0        an instance, by id
+#   ssh web-1.eic                  the running instance whose Name tag is web-1
+# known_hosts entries are kept under the name you type (no HostName is set), which is what
+# HostKeyAlias=<host> would do; ssh_config's HostKeyAlias takes no %h token.
+Host i-* *.eic
+    User ec2-user
+    ProxyCommand {proxy} proxy %h %p %r
+    IdentityFile {}
+    IdentitiesOnly yes
+",
+        config_quote(&key.display().to_string())
+    )
+}
+
+/// ssh_config quotes arguments with spaces in double quotes.
+fn config_quote(value: &str) -> String {
+    if value.contains(char::is_whitespace) {
+        format!("\"{value}\"")
+    } else {
+        value.to_string()
+    }
+}
+
+/// What `install` changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Installed {
+    pub block_written: bool,
+    pub include_added: bool,
+    pub backup: Option<PathBuf>,
+}
+
+/// Writes `block` to `<ssh_dir>/eic_config` and puts one `Include` line for it at the top of
+/// `<ssh_dir>/config`, keeping a backup; running it again changes nothing.
+pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
+    let mut done = Installed::default();
+    if !ssh_dir.exists() {
+        fs::create_dir_all(ssh_dir)?;
+        fs::set_permissions(ssh_dir, Permissions::from_mode(0o700))?;
+    }
+    let ours = ssh_dir.join("eic_config");
+    if fs::read_to_string(&ours).ok().as_deref() != Some(block) {
+        write_atomically(&ours, block.as_bytes(), 0o600)?;
+        done.block_written = true;
+    }
+
+    let config = ssh_dir.join("config");
+    let include = format!("Include {}", config_quote(&ours.display().to_string()));
+    let existing = match fs::read_to_string(&config) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", config.display())),
+    };
+    let present = existing
+        .as_deref()
+        .is_some_and(|text| text.lines().any(|l| l.trim() == include));
+    if !present {
+        let mode = fs::metadata(&config).map_or(0o600, |m| m.permissions().mode() & 0o777);
+        if let Some(text) = &existing {
+            let backup = ssh_dir.join("config.eic-backup");
+            fs::write(&backup, text)?;
+            fs::set_permissions(&backup, Permissions::from_mode(0o600))?;
+            done.backup = Some(backup);
+        }
+        let new = format!(
+            "# Added by `eic ssh-config --install` (an Include only applies at the top).\n{include}\n\n{}",
+            existing.unwrap_or_default()
+        );
+        write_atomically(&config, new.as_bytes(), mode)?;
+        done.include_added = true;
+    }
+    Ok(done)
+}
+
+/// Replaces `path` in one step, so a crash never leaves half a config.
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut staged = tempfile::Builder::new()
+        .prefix(".eic-")
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(dir)?;
+    staged.write_all(bytes)?;
+    staged.as_file().sync_all()?;
+    staged
+        .persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+pub fn run(args: &SshConfigArgs) -> anyhow::Result<i32> {
+    let exe = std::env::current_exe().context("cannot find eic's own path")?;
+    let key = keys::dedicated(None)?;
+    let block = block(&exe, &key.path);
+    if !args.install {
+        return crate::print_out(block.as_bytes());
+    }
+    let ssh_dir = key
+        .path
+        .parent()
+        .ok_or_else(|| error::config("cannot find ~/.ssh"))?
+        .to_path_buf();
+    let done = install(&ssh_dir, &block)?;
+    let ours = ssh_dir.join("eic_config");
+    let config = ssh_dir.join("config");
+    match (done.block_written, done.include_added) {
+        (false, false) => eprintln!(
+            "eic: already installed: {} includes {}",
+            config.display(),
+            ours.display()
+        ),
+        (written, added) => {
+            if written {
+                eprintln!("eic: wrote {}", ours.display());
+            }
+            if added {
+                eprintln!(
+                    "eic: added an Include line at the top of {}",
+                    config.display()
+                );
+            }
+            if let Some(backup) = &done.backup {
+                eprintln!(
+                    "eic: the previous {} is saved as {}",
+                    config.display(),
+                    backup.display()
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_keeps_the_users_entries_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join(".ssh");
+        fs::create_dir(&ssh).unwrap();
+        let users = "Host work\n    HostName work.example.com\n    User me\n\nHost *\n    ServerAliveInterval 30\n";
+        fs::write(ssh.join("config"), users).unwrap();
+        let block = block(Path::new("/usr/local/bin/eic"), &ssh.join("eic_ed25519"));
+
+        let first = install(&ssh, &block).unwrap();
+        assert!(first.block_written && first.include_added);
+        let config = fs::read_to_string(ssh.join("config")).unwrap();
+        assert!(
+            config.ends_with(users),
+            "the user's entries are kept as they were"
+        );
+        let first_line = config.lines().find(|l| !l.starts_with('#')).unwrap();
+        assert_eq!(
+            first_line,
+            format!("Include {}", ssh.join("eic_config").display())
+        );
+        assert_eq!(
+            fs::read_to_string(ssh.join("config.eic-backup")).unwrap(),
+            users
+        );
+        assert_eq!(fs::read_to_string(ssh.join("eic_config")).unwrap(), block);
+
+        let second = install(&ssh, &block).unwrap();
+        assert_eq!(second, Installed::default());
+        assert_eq!(fs::read_to_string(ssh.join("config")).unwrap(), config);
+    }
+
+    #[test]
+    fn install_creates_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join(".ssh");
+        let done = install(&ssh, "Host i-*\n").unwrap();
+        assert!(done.include_added && done.backup.is_none());
+        assert_eq!(
+            fs::metadata(&ssh).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            fs::metadata(ssh.join("config"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn block_quotes_paths() {
+        let b = block(
+            Path::new("/opt/my tools/eic"),
+            Path::new("/home/a b/.ssh/eic_ed25519"),
+        );
+        assert!(b.contains("ProxyCommand '/opt/my tools/eic' proxy %h %p %r"));
+        assert!(b.contains("IdentityFile \"/home/a b/.ssh/eic_ed25519\""));
+        assert!(b.contains("Host i-* *.eic") && b.contains("IdentitiesOnly yes"));
+    }
+}

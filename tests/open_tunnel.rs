@@ -1,0 +1,369 @@
+//! `eic open-tunnel` end to end, through the stand-in and a real sshd: the ProxyCommand, bulk
+//! data both ways, listener mode, HTTPS_PROXY, and a reader that goes away.
+//!
+//! Faults, target resolution and time limits are in `open_tunnel_faults.rs`.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{
+    echo_back, payload, run, sha256, text, ConnectProxy, Lab, TunnelListener, ENDPOINT, INSTANCE,
+    PRIVATE_IP,
+};
+use eic_standin::Faults;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(30);
+/// For the 64 MiB transfers (debug builds are slow).
+const BULK_LIMIT: Duration = Duration::from_secs(60);
+/// 64 MiB.
+const BIG: usize = 64 << 20;
+
+/// The 64 MiB payload and its SHA-256, made once per test binary (hashing 64 MiB takes seconds
+/// in a debug build).
+fn big() -> &'static (Vec<u8>, String) {
+    static BIG_PAYLOAD: OnceLock<(Vec<u8>, String)> = OnceLock::new();
+    BIG_PAYLOAD.get_or_init(|| {
+        let data = payload(BIG, 64);
+        let hash = sha256(&data);
+        (data, hash)
+    })
+}
+
+// ---- As ssh's ProxyCommand ----
+
+#[tokio::test]
+async fn ssh_runs_a_remote_command_through_the_proxy_command() {
+    let lab = Lab::start().await;
+    let key = lab.authorized_key();
+    let out = run(
+        &mut lab.ssh_via_proxy(
+            &format!("--instance-id {INSTANCE}"),
+            &key,
+            &["echo", "hello from $USER"],
+        ),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("hello from {}", lab.sshd.user())
+    );
+    assert_eq!(lab.standin.count("DescribeInstances"), 1);
+    assert_eq!(lab.standin.count("DescribeInstanceConnectEndpoints"), 1);
+    assert_eq!(lab.standin.count("OpenTunnel"), 1);
+}
+
+#[tokio::test]
+async fn no_api_call_when_endpoint_dns_and_ip_are_given() {
+    let lab = Lab::start().await;
+    let key = lab.authorized_key();
+    let args = format!(
+        "--instance-connect-endpoint-id {ENDPOINT} --instance-connect-endpoint-dns-name {} --private-ip-address {PRIVATE_IP}",
+        lab.standin.eice_dns_name()
+    );
+    let out = run(&mut lab.ssh_via_proxy(&args, &key, &["true"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let actions: Vec<String> = lab.standin.calls().into_iter().map(|c| c.action).collect();
+    assert_eq!(actions, ["OpenTunnel"]);
+}
+
+// ---- Bulk data: 64 MiB each way, verified by SHA-256 ----
+
+#[tokio::test]
+async fn stdio_mode_carries_64_mib_each_way() {
+    let lab = Lab::start().await;
+    let key = lab.authorized_key();
+    let proxy = format!("--instance-id {INSTANCE}");
+    let (data, hash) = big();
+    // The sshd runs as this user, so it can read the file written here.
+    let file = lab.home.path().join("payload.bin");
+    std::fs::write(&file, data).unwrap();
+
+    // Upload: the remote sha256sum reads the payload from ssh's stdin.
+    let mut upload = lab.ssh_via_proxy(&proxy, &key, &["sha256sum"]);
+    upload.stdin(std::fs::File::open(&file).unwrap());
+    let started = Instant::now();
+    let out = timeout(BULK_LIMIT, upload.output())
+        .await
+        .expect("the upload finishes in time")
+        .unwrap();
+    eprintln!("64 MiB up: {:.1?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).split_whitespace().next(),
+        Some(hash.as_str())
+    );
+
+    // Download: the remote cat writes it to ssh's stdout.
+    let path = file.display().to_string();
+    let started = Instant::now();
+    let out = run(
+        &mut lab.ssh_via_proxy(&proxy, &key, &["cat", &path]),
+        BULK_LIMIT,
+    )
+    .await;
+    eprintln!("64 MiB down: {:.1?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(out.stdout.len(), BIG);
+    assert_eq!(&sha256(&out.stdout), hash);
+}
+
+// ---- Listener mode (--local-port 0) against a TCP echo target on port 3389 ----
+
+fn listener_args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = vec!["--instance-id", INSTANCE, "--remote-port", "3389"];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_echoes_64_mib_both_ways_at_once() {
+    let (data, hash) = big();
+    let lab = Lab::start_echo(Faults::default()).await;
+    let mut listener = TunnelListener::start(&lab, &listener_args(&[])).await;
+    let mut tcp = listener.connect().await;
+    let started = Instant::now();
+    let back = timeout(BULK_LIMIT, echo_back(&mut tcp, data))
+        .await
+        .expect("64 MiB echoed in time");
+    eprintln!("64 MiB each way at once: {:.1?}", started.elapsed());
+    assert_eq!(&sha256(&back), hash);
+    let opened = lab.standin.calls_of("OpenTunnel");
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].params["remotePort"], "3389");
+    drop(tcp);
+    listener
+        .stderr
+        .wait_for("the connection's `closed` line", |l| l.contains("closed"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_serves_20_connections_at_once_with_a_line_for_each() {
+    const N: usize = 20;
+    let lab = Lab::start_echo(Faults::default()).await;
+    let mut listener =
+        TunnelListener::start(&lab, &listener_args(&["--max-websocket-connections", "20"])).await;
+    let addr = listener.addr;
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..N {
+        clients.spawn(async move {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let data = payload(2 << 20, i as u64 + 1);
+            let back = echo_back(&mut tcp, &data).await;
+            assert!(back == data, "connection {i}: the echo differs");
+            tcp // keep it open until all are done, so that all 20 were open at once
+        });
+    }
+    let tcps = timeout(BULK_LIMIT, clients.join_all())
+        .await
+        .expect("20 echoes in time");
+    assert_eq!(lab.standin.count("OpenTunnel"), N);
+    drop(tcps);
+
+    // One line when each tunnel opens, one when it closes, each naming its connection.
+    for _ in 0..N {
+        listener
+            .stderr
+            .wait_for("a `closed after` line", |l| l.contains(": closed after "))
+            .await;
+    }
+    let opened = listener.stderr.count(": tunnel opened");
+    assert_eq!(opened, N, "stderr:\n{}", listener.stderr.text());
+    for id in 1..=N {
+        let tag = format!("eic: [{id}] 127.0.0.1:");
+        assert_eq!(
+            listener.stderr.count(&tag),
+            2,
+            "[{id}] has an open and a close line"
+        );
+    }
+}
+
+#[tokio::test]
+async fn listener_refuses_connections_over_the_limit_and_keeps_the_others() {
+    let lab = Lab::start_echo(Faults::default()).await;
+    let mut listener =
+        TunnelListener::start(&lab, &listener_args(&["--max-websocket-connections", "2"])).await;
+    let mut first = listener.connect().await;
+    let mut second = listener.connect().await;
+    assert_eq!(echo_back(&mut first, b"one").await, b"one");
+    assert_eq!(echo_back(&mut second, b"two").await, b"two");
+
+    // A third is closed at once, and stderr says why.
+    let mut third = listener.connect().await;
+    let mut buf = [0u8; 16];
+    let read = timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("the third connection is closed at once");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the third connection got data: {read:?}"
+    );
+    let refused = listener
+        .stderr
+        .wait_for("the `refused` line", |l| l.contains("refused"))
+        .await;
+    assert!(
+        refused.contains("2 tunnels already open")
+            && refused.contains("--max-websocket-connections"),
+        "{refused}"
+    );
+    assert_eq!(lab.standin.count("OpenTunnel"), 2);
+
+    // The first two still work; once one closes, a new connection is served again.
+    assert_eq!(echo_back(&mut first, b"still one").await, b"still one");
+    assert_eq!(echo_back(&mut second, b"still two").await, b"still two");
+    drop(first);
+    listener
+        .stderr
+        .wait_for("the `closed after` line", |l| l.contains(": closed after "))
+        .await;
+    let mut fourth = listener.connect().await;
+    assert_eq!(echo_back(&mut fourth, b"four").await, b"four");
+}
+
+#[tokio::test]
+async fn sigint_closes_the_listener_and_its_tunnels_with_130() {
+    let lab = Lab::start_echo(Faults::default()).await;
+    let mut listener = TunnelListener::start(&lab, &listener_args(&[])).await;
+    let mut tcps = Vec::new();
+    for i in 0..2u8 {
+        let mut tcp = listener.connect().await;
+        assert_eq!(echo_back(&mut tcp, &[i; 100]).await, [i; 100]);
+        tcps.push(tcp);
+    }
+    let started = Instant::now();
+    listener.interrupt();
+    let status = listener.exit(Duration::from_secs(10)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "stderr:\n{}",
+        listener.stderr.rest().await
+    );
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?} to exit");
+    // Each local connection was closed.
+    for mut tcp in tcps {
+        let mut buf = [0u8; 16];
+        let read = timeout(Duration::from_secs(2), tcp.read(&mut buf))
+            .await
+            .expect("the local connection is closed");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let stderr = listener.stderr.rest().await;
+    assert!(!stderr.contains("did not close"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigint_right_after_the_listening_line_exits_130() {
+    let lab = Lab::start_echo(Faults::default()).await;
+    let mut listener = TunnelListener::start(&lab, &listener_args(&[])).await;
+    listener.interrupt();
+    let status = listener.exit(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+#[tokio::test]
+async fn listener_binds_ipv6_and_reports_the_real_port() {
+    let lab = Lab::start_echo(Faults::default()).await;
+    let listener = TunnelListener::start(&lab, &listener_args(&["--bind", "::1"])).await;
+    assert!(listener.addr.is_ipv6(), "{}", listener.addr);
+    assert!(listener.addr.ip().is_loopback());
+    assert_ne!(listener.addr.port(), 0);
+    let line = &listener.stderr.seen[0];
+    assert!(
+        line.starts_with(&format!(
+            "eic: listening on [::1]:{},",
+            listener.addr.port()
+        )),
+        "{line}"
+    );
+    let mut tcp = listener.connect().await;
+    assert_eq!(echo_back(&mut tcp, b"over IPv6").await, b"over IPv6");
+}
+
+// ---- HTTPS_PROXY and NO_PROXY ----
+
+#[tokio::test]
+async fn the_tunnel_goes_through_https_proxy_with_basic_auth() {
+    let lab = Lab::start().await;
+    let key = lab.authorized_key();
+    let proxy = ConnectProxy::start().await;
+    let mut ssh = lab.ssh_via_proxy(
+        &format!("--instance-id {INSTANCE}"),
+        &key,
+        &["echo", "via the proxy"],
+    );
+    ssh.env(
+        "HTTPS_PROXY",
+        format!("http://user:pa%40ss@127.0.0.1:{}", proxy.addr.port()),
+    );
+    let out = run(&mut ssh, LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "via the proxy");
+    assert_eq!(proxy.count(), 1);
+    let expected = format!("Basic {}", data_encoding::BASE64.encode(b"user:pa@ss"));
+    assert_eq!(proxy.authorizations(), [Some(expected)]);
+}
+
+#[tokio::test]
+async fn no_proxy_bypasses_the_proxy() {
+    let lab = Lab::start().await;
+    let key = lab.authorized_key();
+    let proxy = ConnectProxy::start().await;
+    let mut ssh = lab.ssh_via_proxy(&format!("--instance-id {INSTANCE}"), &key, &["true"]);
+    ssh.env(
+        "HTTPS_PROXY",
+        format!("http://user:pa%40ss@127.0.0.1:{}", proxy.addr.port()),
+    );
+    ssh.env("NO_PROXY", "localhost");
+    let out = run(&mut ssh, LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(proxy.count(), 0);
+    assert_eq!(lab.standin.count("OpenTunnel"), 1);
+}
+
+// ---- The reader of eic's output goes away ----
+
+#[tokio::test]
+async fn a_closed_stdout_ends_eic_quietly() {
+    let lab = Lab::start_echo(Faults::default()).await;
+    let mut child = lab
+        .stdio_tunnel(&["--instance-id", INSTANCE, "--remote-port", "3389"])
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // Like `yes | eic open-tunnel ... | head -c 10`: input keeps coming, the reader leaves.
+    let feed = tokio::spawn(async move {
+        let chunk = vec![b'y'; 64 << 10];
+        while stdin.write_all(&chunk).await.is_ok() {}
+    });
+    let mut head = [0u8; 10];
+    timeout(LIMIT, stdout.read_exact(&mut head))
+        .await
+        .expect("the echo arrives")
+        .unwrap();
+    assert_eq!(&head, b"yyyyyyyyyy");
+    drop(stdout);
+    let started = Instant::now();
+    let status = timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("eic exits once its stdout is gone")
+        .unwrap();
+    let elapsed = started.elapsed();
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).await.unwrap();
+    assert_eq!(status.code(), Some(0), "stderr: {err}");
+    assert_eq!(err, "", "no error text");
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    feed.await.unwrap();
+}
