@@ -1,4 +1,5 @@
 //! The `eic` binary: parse, run, and map the outcome to an exit code in one place.
+#![forbid(unsafe_code)]
 
 use clap::error::ErrorKind;
 use clap::Parser;

@@ -9,6 +9,7 @@
 //! assert_eq!(standin.count("SendSSHPublicKey"), 0);
 //! # drop(sshd); Ok(()) }
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod connect;
 pub mod ec2;

@@ -161,10 +161,12 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// SHA-256 of some bytes, as lowercase hex.
+/// SHA-256 of some bytes, as lowercase hex. Computed by aws-lc (rustls's provider, optimised C
+/// even in debug builds): the load tests hash gigabytes.
 pub fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+    let suite = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256;
+    let hash = suite.tls13().expect("a TLS 1.3 suite").common.hash_provider;
+    hex::encode(hash.hash(bytes).as_ref())
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so a failure is reproducible.
