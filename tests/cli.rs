@@ -293,3 +293,30 @@ fn help_and_version() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("eic "));
 }
+
+#[test]
+fn open_tunnel_from_a_terminal_needs_a_local_port() {
+    // `script` gives eic a pseudo-terminal as stdin, as an interactive shell would.
+    let command = format!(
+        "{} open-tunnel --instance-id i-1",
+        env!("CARGO_BIN_EXE_eic")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    assert_eq!(
+        out.status.code(),
+        Some(252),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // script merges the terminal's output into its stdout.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("--local-port is required when stdin is a terminal"),
+        "{said}"
+    );
+}
