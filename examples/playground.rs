@@ -47,7 +47,8 @@ async fn main() -> anyhow::Result<()> {
     println!("(ssh asks once to trust the instance's host key, as with any new host.)");
     println!("Press Ctrl-C here to stop.");
 
-    tokio::signal::ctrl_c().await?;
+    // Ctrl-C or SIGTERM: either way the stand-in's and sshd's temporary files are removed.
+    eic::listener::shutdown_signal()?.await;
     println!();
     println!("Calls served:");
     for call in standin.calls() {
