@@ -335,14 +335,11 @@ pub fn parse_host(value: &str) -> Result<String, String> {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if plain {
-        Ok(value.to_string())
-    } else {
-        Err(
-            "expected an instance id (i-...) or a Name tag of letters, digits, '.', '_' and '-'"
-                .into(),
-        )
-    }
+    accept(
+        plain,
+        value,
+        "expected an instance id (i-...) or a Name tag of letters, digits, '.', '_' and '-'",
+    )
 }
 
 /// A DNS name of letters, digits, `.` and `-`, with an optional `:port`.
@@ -391,11 +388,7 @@ fn parse_region(value: &str) -> Result<String, String> {
         && value
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err("expected a region name like us-east-1".to_string())
-    }
+    accept(ok, value, "expected a region name like us-east-1")
 }
 
 /// A login name as sshd and SendSSHPublicKey accept it.
@@ -405,11 +398,11 @@ pub fn parse_os_user(value: &str) -> Result<String, String> {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
     let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if first_ok && rest_ok && value.len() <= 32 {
-        Ok(value.to_string())
-    } else {
-        Err("expected a user name of letters, digits, '.', '_' and '-' (at most 32)".to_string())
-    }
+    accept(
+        first_ok && rest_ok && value.len() <= 32,
+        value,
+        "expected a user name of letters, digits, '.', '_' and '-' (at most 32)",
+    )
 }
 
 /// ssh's `-L` argument: `[bind_address:]port:host:hostport` (or a socket path form).
@@ -417,13 +410,19 @@ fn parse_forwarding(value: &str) -> Result<String, String> {
     let ok = value.contains(':')
         && !value.starts_with('-')
         && !value.chars().any(|c| c.is_whitespace() || c.is_control());
+    accept(
+        ok,
+        value,
+        "expected ssh's -L form [bind_address:]port:host:hostport, like 8080:localhost:80",
+    )
+}
+
+/// `value` when `ok`, else the expected form as the error.
+fn accept(ok: bool, value: &str, expected: &str) -> Result<String, String> {
     if ok {
         Ok(value.to_string())
     } else {
-        Err(
-            "expected ssh's -L form [bind_address:]port:host:hostport, like 8080:localhost:80"
-                .to_string(),
-        )
+        Err(expected.to_string())
     }
 }
 
