@@ -577,3 +577,34 @@ async fn twenty_tunnels_of_64_mib_in_parallel() {
     listener.interrupt();
     listener.exit(LIMIT).await;
 }
+
+// ---- Trust store ----
+
+#[tokio::test]
+async fn the_trust_store_is_aws_ca_bundle_then_ssl_cert_file() {
+    let lab = Lab::start().await;
+    let key = lab.authorized_key();
+    let ca = lab.standin.ca_pem_path().display().to_string();
+    let args = format!("--instance-id {INSTANCE}");
+
+    // SSL_CERT_FILE alone is honoured.
+    let mut cmd = lab.ssh_via_proxy(&args, &key, &["echo trusted"]);
+    cmd.env_remove("AWS_CA_BUNDLE").env("SSL_CERT_FILE", &ca);
+    let out = run(&mut cmd, LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "trusted\n");
+
+    // AWS_CA_BUNDLE wins over SSL_CERT_FILE, as in the AWS CLI: a bundle without the
+    // stand-in's CA makes the TLS handshake fail, and eic says so.
+    let other = eic_standin::StandIn::start(World::new()).await.unwrap();
+    let mut cmd = lab.ssh_via_proxy(&args, &key, &["echo trusted"]);
+    cmd.env("AWS_CA_BUNDLE", other.ca_pem_path())
+        .env("SSL_CERT_FILE", &ca);
+    let out = run(&mut cmd, LIMIT).await;
+    assert_eq!(out.status.code(), Some(255));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("certificate") || stderr.contains("Certificate"),
+        "{stderr}"
+    );
+}
