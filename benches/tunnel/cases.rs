@@ -1,0 +1,757 @@
+//! The cases B1-B7 of issue 7. Each runs eic and the reference alternately, so that a pair of
+//! samples shares the machine's state of the moment, and returns rows of paired samples.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::lab::{
+    big_file, connect, cpu_seconds, peak_rss_mib, rss_split, within, Lab, Proc, ECHO_IP, IO_CHUNK,
+    SINK_IP, SOURCE_IP, TARGET_PORT,
+};
+use crate::stats::{percentile, Row, Target};
+use crate::Config;
+
+const GIB: f64 = (1u64 << 30) as f64;
+const MIB: f64 = (1u64 << 20) as f64;
+/// Upper bound for one bulk transfer (a hang fails the bench instead of stalling it).
+const TRANSFER_LIMIT: Duration = Duration::from_secs(300);
+const SHORT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Eic,
+    Reference,
+}
+
+/// eic first on even runs, the reference first on odd ones.
+fn order(run: usize) -> [Who; 2] {
+    if run.is_multiple_of(2) {
+        [Who::Eic, Who::Reference]
+    } else {
+        [Who::Reference, Who::Eic]
+    }
+}
+
+/// Paired samples of eic and of its reference.
+#[derive(Default)]
+struct Pair {
+    eic: Vec<f64>,
+    reference: Vec<f64>,
+}
+
+impl Pair {
+    fn push(&mut self, who: Who, value: f64) {
+        match who {
+            Who::Eic => self.eic.push(value),
+            Who::Reference => self.reference.push(value),
+        }
+    }
+
+    fn row(
+        self,
+        case: &'static str,
+        metric: &'static str,
+        what: String,
+        unit: &'static str,
+        reference_is: &'static str,
+        target: Target,
+    ) -> Row {
+        Row {
+            case,
+            metric,
+            what,
+            unit,
+            reference_is,
+            eic: self.eic,
+            reference: self.reference,
+            target,
+        }
+    }
+}
+
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+// ---- B1 (and B6's stdio half): raw tunnel throughput, CPU and peak RSS ----
+
+struct Transfer {
+    secs: f64,
+    cpu: f64,
+    rss: f64,
+    /// Where the resident memory was at the end of the transfer.
+    split: String,
+    /// CPU of the bench process itself meanwhile: the stand-in (or the relay) and the target.
+    server_cpu: f64,
+}
+
+pub async fn b1(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
+    let bytes = cfg.b1_bytes;
+    let mut up = Pair::default();
+    let mut down = Pair::default();
+    let mut cpu_up = Pair::default();
+    let mut cpu_down = Pair::default();
+    let mut rss = Pair::default();
+    let mut server_up = Pair::default();
+    let mut server_down = Pair::default();
+    for run in 0..cfg.runs {
+        for who in order(run) {
+            let u = upload(lab, who, bytes).await?;
+            let d = download(lab, who, bytes).await?;
+            up.push(who, bytes as f64 / MIB / u.secs);
+            down.push(who, bytes as f64 / MIB / d.secs);
+            cpu_up.push(who, u.cpu / (bytes as f64 / GIB));
+            cpu_down.push(who, d.cpu / (bytes as f64 / GIB));
+            rss.push(who, u.rss.max(d.rss));
+            server_up.push(who, u.server_cpu / (bytes as f64 / GIB));
+            server_down.push(who, d.server_cpu / (bytes as f64 / GIB));
+            if who == Who::Eic {
+                eprintln!(
+                    "  B1 run {}: eic peak RSS up {:.1} MiB ({}), down {:.1} MiB ({})",
+                    run + 1,
+                    u.rss,
+                    u.split,
+                    d.rss,
+                    d.split
+                );
+            }
+        }
+        eprintln!(
+            "  B1 run {}: up {:.0}/{:.0} MiB/s, down {:.0}/{:.0} MiB/s (eic/reference)",
+            run + 1,
+            up.eic[run],
+            up.reference[run],
+            down.eic[run],
+            down.reference[run]
+        );
+    }
+    let size = size_text(bytes);
+    let reference = "socat + relay";
+    Ok(vec![
+        up.row(
+            "B1",
+            "upload_throughput",
+            format!("raw tunnel {size} up (stdio → sink)"),
+            "MiB/s",
+            reference,
+            Target::RatioAtLeast(0.5),
+        ),
+        down.row(
+            "B1",
+            "download_throughput",
+            format!("raw tunnel {size} down (source → stdio)"),
+            "MiB/s",
+            reference,
+            Target::RatioAtLeast(0.5),
+        ),
+        cpu_up.row(
+            "B1",
+            "upload_cpu",
+            "CPU of the tunnel process, up".into(),
+            "s/GiB",
+            "socat",
+            Target::None,
+        ),
+        cpu_down.row(
+            "B1",
+            "download_cpu",
+            "CPU of the tunnel process, down".into(),
+            "s/GiB",
+            "socat",
+            Target::None,
+        ),
+        server_up.row(
+            "B1",
+            "upload_server_cpu",
+            "CPU of the bench process (stand-in or relay, sink), up".into(),
+            "s/GiB",
+            "relay",
+            Target::None,
+        ),
+        server_down.row(
+            "B1",
+            "download_server_cpu",
+            "CPU of the bench process (stand-in or relay, source), down".into(),
+            "s/GiB",
+            "relay",
+            Target::None,
+        ),
+        rss.row(
+            "B6",
+            "proxy_peak_rss",
+            "peak RSS of the stdio tunnel process in B1".into(),
+            "MiB",
+            "socat",
+            Target::AtMost(10.0),
+        ),
+    ])
+}
+
+/// The stdio tunnel process to the sink (eic) or its reference (socat to the relay).
+fn stdio_to(lab: &Lab, who: Who, ip: &str) -> (tokio::process::Command, &'static str) {
+    match who {
+        Who::Eic => (
+            lab.eic(&lab.tunnel_args(ip, TARGET_PORT)),
+            "eic open-tunnel (stdio)",
+        ),
+        Who::Reference => {
+            let relay = match ip {
+                SINK_IP => lab.relay_sink,
+                SOURCE_IP => lab.relay_source,
+                _ => lab.relay_echo,
+            };
+            (lab.socat(relay), "socat")
+        }
+    }
+}
+
+/// `bytes` written to the process's stdin; timed at the sink from first to last byte.
+async fn upload(lab: &Lab, who: Who, bytes: u64) -> anyhow::Result<Transfer> {
+    lab.sink.expect(bytes).await;
+    let server_cpu = cpu_seconds(std::process::id())?;
+    let (mut cmd, what) = stdio_to(lab, who, SINK_IP);
+    let mut proc = Proc::spawn(what, &mut cmd, Stdio::piped(), Stdio::null())?;
+    let mut stdin = proc.child.stdin.take().context("piped stdin")?;
+    let payload = lab.payload.clone();
+    let writer = tokio::spawn(async move {
+        let mut left = bytes;
+        while left > 0 {
+            let n = (left as usize).min(payload.len());
+            stdin.write_all(&payload[..n]).await?;
+            left -= n as u64;
+        }
+        Ok::<_, std::io::Error>(stdin)
+    });
+    let report = lab.sink.next(TRANSFER_LIMIT).await?;
+    if report.bytes < bytes {
+        bail!(
+            "{what}: the sink got {} of {bytes} bytes; stderr:\n{}",
+            report.bytes,
+            proc.stderr_text()
+        );
+    }
+    let cpu = cpu_seconds(proc.pid)?;
+    let rss = peak_rss_mib(proc.pid)?;
+    let split = rss_split(proc.pid);
+    let server_cpu = cpu_seconds(std::process::id())? - server_cpu;
+    let stdin = writer
+        .await?
+        .with_context(|| format!("writing to {what}"))?;
+    drop(stdin);
+    proc.finish(SHORT).await?;
+    Ok(Transfer {
+        secs: report.done.duration_since(report.first).as_secs_f64(),
+        cpu,
+        rss,
+        split,
+        server_cpu,
+    })
+}
+
+/// `bytes` from the source read from the process's stdout, timed from first to last byte.
+async fn download(lab: &Lab, who: Who, bytes: u64) -> anyhow::Result<Transfer> {
+    lab.source.set_size(bytes);
+    let server_cpu = cpu_seconds(std::process::id())?;
+    let (mut cmd, what) = stdio_to(lab, who, SOURCE_IP);
+    let mut proc = Proc::spawn(what, &mut cmd, Stdio::piped(), Stdio::piped())?;
+    let stdin = proc.child.stdin.take().context("piped stdin")?;
+    let mut stdout = proc.child.stdout.take().context("piped stdout")?;
+    let mut buf = vec![0u8; 4 * IO_CHUNK];
+    let mut got = 0u64;
+    let mut first = None;
+    within(TRANSFER_LIMIT, what, async {
+        while got < bytes {
+            let n = stdout.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            first.get_or_insert_with(Instant::now);
+            got += n as u64;
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await??;
+    let done = Instant::now();
+    if got < bytes {
+        bail!(
+            "{what}: got {got} of {bytes} bytes; stderr:\n{}",
+            proc.stderr_text()
+        );
+    }
+    let cpu = cpu_seconds(proc.pid)?;
+    let rss = peak_rss_mib(proc.pid)?;
+    let split = rss_split(proc.pid);
+    let server_cpu = cpu_seconds(std::process::id())? - server_cpu;
+    drop(stdin);
+    within(SHORT, what, async {
+        while stdout.read(&mut buf).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await??;
+    proc.finish(SHORT).await?;
+    let first = first.context("no byte arrived")?;
+    Ok(Transfer {
+        secs: done.duration_since(first).as_secs_f64(),
+        cpu,
+        rss,
+        split,
+        server_cpu,
+    })
+}
+
+// ---- B2: ssh bulk transfers with eic as ProxyCommand ----
+
+/// How much of an ssh upload is written before the clock starts (ssh reads its stdin only once
+/// the session is up; this keeps the login out of the figure).
+const SSH_UPLOAD_HEAD: u64 = 4 << 20;
+
+pub async fn b2(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
+    let bytes = cfg.b2_bytes;
+    let file = big_file(lab.home.path(), bytes, &lab.payload)?;
+    let (mut up, mut down) = (Pair::default(), Pair::default());
+    for run in 0..cfg.runs {
+        for who in order(run) {
+            let proxy = match who {
+                Who::Eic => lab.eic_proxy_command(),
+                Who::Reference => lab.relay_proxy_command(),
+            };
+            let u = ssh_upload(lab, &proxy, bytes).await?;
+            let d = ssh_download(lab, &proxy, &file, bytes).await?;
+            up.push(who, u);
+            down.push(who, d);
+        }
+        eprintln!(
+            "  B2 run {}: up {:.0}/{:.0} MiB/s, down {:.0}/{:.0} MiB/s (eic/reference)",
+            run + 1,
+            up.eic[run],
+            up.reference[run],
+            down.eic[run],
+            down.reference[run]
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+    let size = size_text(bytes);
+    let reference = "ssh via socat + relay";
+    Ok(vec![
+        up.row(
+            "B2",
+            "ssh_upload_throughput",
+            format!("ssh 'cat >/dev/null' < {size}"),
+            "MiB/s",
+            reference,
+            Target::RatioAtLeast(0.95),
+        ),
+        down.row(
+            "B2",
+            "ssh_download_throughput",
+            format!("ssh 'cat {size} file'"),
+            "MiB/s",
+            reference,
+            Target::RatioAtLeast(0.95),
+        ),
+    ])
+}
+
+/// MiB/s of `ssh 'cat >/dev/null'`, from the first 4 MiB written to the exit.
+async fn ssh_upload(lab: &Lab, proxy: &str, bytes: u64) -> anyhow::Result<f64> {
+    let mut cmd = lab.ssh(proxy, "cat >/dev/null");
+    let mut proc = Proc::spawn("ssh upload", &mut cmd, Stdio::piped(), Stdio::null())?;
+    let mut stdin = proc.child.stdin.take().context("piped stdin")?;
+    let payload = lab.payload.clone();
+    let writer = async move {
+        let mut written = 0u64;
+        let mut started = None;
+        while written < bytes {
+            let n = ((bytes - written) as usize).min(payload.len());
+            stdin.write_all(&payload[..n]).await?;
+            written += n as u64;
+            if written >= SSH_UPLOAD_HEAD {
+                started.get_or_insert_with(Instant::now);
+            }
+        }
+        Ok::<_, std::io::Error>(started)
+    };
+    let started = within(TRANSFER_LIMIT, "ssh upload", writer)
+        .await?
+        .context("writing to ssh")?
+        .context("nothing written")?;
+    proc.finish(TRANSFER_LIMIT).await?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok((bytes - SSH_UPLOAD_HEAD) as f64 / MIB / secs)
+}
+
+/// MiB/s of `ssh 'cat FILE'`, from the first byte to the last.
+async fn ssh_download(
+    lab: &Lab,
+    proxy: &str,
+    file: &std::path::Path,
+    bytes: u64,
+) -> anyhow::Result<f64> {
+    let mut cmd = lab.ssh(proxy, &format!("cat '{}'", file.display()));
+    let mut proc = Proc::spawn("ssh download", &mut cmd, Stdio::null(), Stdio::piped())?;
+    let mut stdout = proc.child.stdout.take().context("piped stdout")?;
+    let mut buf = vec![0u8; 4 * IO_CHUNK];
+    let (mut got, mut first, mut last) = (0u64, None, None);
+    within(TRANSFER_LIMIT, "ssh download", async {
+        loop {
+            let n = stdout.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            let now = Instant::now();
+            first.get_or_insert(now);
+            last = Some(now);
+            got += n as u64;
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await??;
+    proc.finish(SHORT).await?;
+    if got != bytes {
+        bail!("ssh download: got {got} of {bytes} bytes");
+    }
+    let secs = last
+        .zip(first)
+        .map(|(l, f)| l.duration_since(f).as_secs_f64())
+        .context("no byte arrived")?;
+    Ok(bytes as f64 / MIB / secs)
+}
+
+// ---- B3 and B4: login time, without and with 50 ms of API latency ----
+
+pub async fn b3_b4(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
+    let latency = Duration::from_millis(cfg.latency_ms);
+    let relay_proxy = lab.relay_proxy_command();
+    let relay_proxy = &relay_proxy;
+    let login = |eic: bool| async move {
+        let mut cmd = if eic {
+            lab.eic_ssh("true")
+        } else {
+            lab.ssh(relay_proxy, "true")
+        };
+        let started = Instant::now();
+        let what = if eic { "eic ssh -- true" } else { "ssh true" };
+        let proc = Proc::spawn(what, &mut cmd, Stdio::null(), Stdio::null())?;
+        proc.finish(SHORT).await?;
+        Ok::<_, anyhow::Error>(started.elapsed().as_secs_f64() * 1e3)
+    };
+    let set_latency = |d: Duration| lab.standin.world().faults.api_latency = d;
+    // Warm-up: page cache, sshd's first fork, ssh's first key load.
+    login(false).await?;
+    login(true).await?;
+    let (mut b3, mut b4) = (Pair::default(), Pair::default());
+    let mut slow = Vec::new();
+    for run in 0..cfg.runs * 2 {
+        // Rotate the order of the three logins from run to run.
+        for step in 0..3 {
+            match (run + step) % 3 {
+                0 => b3.push(Who::Reference, login(false).await?),
+                1 => {
+                    let t = login(true).await?;
+                    b3.push(Who::Eic, t);
+                    b4.push(Who::Reference, t);
+                }
+                _ => {
+                    set_latency(latency);
+                    let t = login(true).await;
+                    set_latency(Duration::ZERO);
+                    slow.push(t?);
+                }
+            }
+        }
+    }
+    b4.eic = slow;
+    eprintln!(
+        "  B3/B4: eic {:?} ms, reference {:?} ms, eic with latency {:?} ms",
+        b3.eic.iter().map(|t| t.round()).collect::<Vec<_>>(),
+        b3.reference.iter().map(|t| t.round()).collect::<Vec<_>>(),
+        b4.eic.iter().map(|t| t.round()).collect::<Vec<_>>()
+    );
+    let rounds = 3.0;
+    Ok(vec![
+        b3.row(
+            "B3",
+            "login_time",
+            "`eic ssh -- true` vs `ssh -o ProxyCommand=<relay> true`".into(),
+            "ms",
+            "ssh via socat + relay",
+            Target::RatioAtMost(1.15),
+        ),
+        b4.row(
+            "B4",
+            "login_time_with_latency",
+            format!(
+                "B3 with {} ms on every API call and upgrade",
+                cfg.latency_ms
+            ),
+            "ms",
+            "B3 eic",
+            Target::AddedAtMost(rounds * cfg.latency_ms as f64),
+        ),
+    ])
+}
+
+// ---- B5: 1-byte echo round trips ----
+
+/// One 1-byte round trip, in ms.
+async fn ping<R, W>(read: &mut R, write: &mut W, i: usize) -> anyhow::Result<f64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let sent = [(i % 251) as u8];
+    let mut back = [0u8; 1];
+    let started = Instant::now();
+    write.write_all(&sent).await?;
+    write.flush().await?;
+    read.read_exact(&mut back).await?;
+    let rtt = started.elapsed().as_secs_f64() * 1e3;
+    if back != sent {
+        bail!("the echo sent back {back:?} for {sent:?}");
+    }
+    Ok(rtt)
+}
+
+/// `count` round trips after 20 warm-up ones (which also open the tunnel).
+async fn pings<R, W>(read: &mut R, write: &mut W, count: usize) -> anyhow::Result<Vec<f64>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    for i in 0..20 {
+        within(SHORT, "a warm-up ping", ping(read, write, i)).await??;
+    }
+    let mut rtts = Vec::with_capacity(count);
+    for i in 0..count {
+        rtts.push(within(SHORT, "a ping", ping(read, write, i)).await??);
+    }
+    Ok(rtts)
+}
+
+pub async fn b5(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
+    let (mut p50, mut p99) = (Pair::default(), Pair::default());
+    let mut listener = start_listener(lab, ECHO_IP, &[]).await?;
+    let addr = listener_addr(&mut listener).await?;
+    for run in 0..cfg.runs {
+        for who in order(run) {
+            let mut tcp = connect(match who {
+                Who::Eic => addr,
+                Who::Reference => lab.relay_echo,
+            })
+            .await?;
+            let (mut r, mut w) = tcp.split();
+            let rtts = pings(&mut r, &mut w, cfg.pings).await?;
+            p50.push(who, percentile(&rtts, 50.0));
+            p99.push(who, percentile(&rtts, 99.0));
+        }
+    }
+    listener.interrupt().await;
+
+    let (mut s50, mut s99) = (Pair::default(), Pair::default());
+    for run in 0..cfg.runs {
+        for who in order(run) {
+            let (mut cmd, what) = stdio_to(lab, who, ECHO_IP);
+            let mut proc = Proc::spawn(what, &mut cmd, Stdio::piped(), Stdio::piped())?;
+            let mut stdin = proc.child.stdin.take().context("piped stdin")?;
+            let mut stdout = proc.child.stdout.take().context("piped stdout")?;
+            let rtts = pings(&mut stdout, &mut stdin, cfg.pings)
+                .await
+                .with_context(|| format!("{what}: {}", proc.stderr_text()))?;
+            drop(stdin);
+            proc.finish(SHORT).await?;
+            s50.push(who, percentile(&rtts, 50.0));
+            s99.push(who, percentile(&rtts, 99.0));
+        }
+    }
+    let n = cfg.pings;
+    Ok(vec![
+        p50.row(
+            "B5",
+            "echo_rtt_p50_listener",
+            format!("1-byte echo RTT p50 of {n}, listener"),
+            "ms",
+            "TCP to relay",
+            Target::AddedAtMost(0.2),
+        ),
+        p99.row(
+            "B5",
+            "echo_rtt_p99_listener",
+            format!("1-byte echo RTT p99 of {n}, listener"),
+            "ms",
+            "TCP to relay",
+            Target::None,
+        ),
+        s50.row(
+            "B5",
+            "echo_rtt_p50_stdio",
+            format!("1-byte echo RTT p50 of {n}, stdio"),
+            "ms",
+            "socat + relay",
+            Target::AddedAtMost(0.2),
+        ),
+        s99.row(
+            "B5",
+            "echo_rtt_p99_stdio",
+            format!("1-byte echo RTT p99 of {n}, stdio"),
+            "ms",
+            "socat + relay",
+            Target::None,
+        ),
+    ])
+}
+
+async fn start_listener(lab: &Lab, ip: &str, extra: &[&str]) -> anyhow::Result<Proc> {
+    let mut args = lab.tunnel_args(ip, TARGET_PORT);
+    args.extend(["--local-port".into(), "0".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut cmd = lab.eic(&args);
+    Proc::spawn(
+        "eic open-tunnel (listener)",
+        &mut cmd,
+        Stdio::null(),
+        Stdio::null(),
+    )
+}
+
+async fn listener_addr(listener: &mut Proc) -> anyhow::Result<std::net::SocketAddr> {
+    const PREFIX: &str = "eic: listening on ";
+    let line = listener.wait_line(SHORT, |l| l.starts_with(PREFIX)).await?;
+    line[PREFIX.len()..]
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .with_context(|| format!("no address in `{line}`"))
+}
+
+// ---- B6: peak RSS of the listener with 20 live tunnels ----
+
+pub async fn b6(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
+    const TUNNELS: usize = 20;
+    let per_tunnel = 1usize << 20;
+    let (mut busy, mut idle) = (Pair::default(), Pair::default());
+    for _ in 0..cfg.runs.clamp(1, 3) {
+        let mut listener =
+            start_listener(lab, ECHO_IP, &["--max-websocket-connections", "20"]).await?;
+        let addr = listener_addr(&mut listener).await?;
+        idle.push(Who::Eic, peak_rss_mib(listener.pid)?);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..TUNNELS {
+            let mut tcp = connect(addr).await?;
+            let payload = lab.payload.clone();
+            set.spawn(async move {
+                // A ping proves the tunnel is open, then 1 MiB goes through it both ways.
+                let (mut r, mut w) = tcp.split();
+                pings(&mut r, &mut w, 1).await?;
+                let send = async {
+                    w.write_all(&payload[..per_tunnel]).await?;
+                    Ok::<_, std::io::Error>(())
+                };
+                let mut back = vec![0u8; per_tunnel];
+                let receive = r.read_exact(&mut back);
+                let (sent, received) = tokio::join!(send, receive);
+                sent?;
+                received?;
+                if back[..] != payload[..per_tunnel] {
+                    bail!("the echo changed the data");
+                }
+                Ok::<_, anyhow::Error>(tcp)
+            });
+        }
+        // All 20 tunnels stay open while the peak is read.
+        let mut open = Vec::new();
+        while let Some(done) = within(TRANSFER_LIMIT, "20 tunnels", set.join_next()).await? {
+            open.push(done??);
+        }
+        busy.push(Who::Eic, peak_rss_mib(listener.pid)?);
+        drop(open);
+        listener.interrupt().await;
+    }
+    Ok(vec![
+        busy.row(
+            "B6",
+            "listener_peak_rss",
+            format!("peak RSS of the listener, {TUNNELS} live tunnels (1 MiB echoed each)"),
+            "MiB",
+            "-",
+            Target::AtMost(20.0),
+        ),
+        idle.row(
+            "B6",
+            "listener_idle_rss",
+            "peak RSS of the listener before any tunnel".into(),
+            "MiB",
+            "-",
+            Target::None,
+        ),
+    ])
+}
+
+// ---- B7: start-up, process start to first byte at the target ----
+
+pub async fn b7(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
+    let first_byte = |who: Who| async move {
+        lab.sink.expect(1).await;
+        let (mut cmd, what) = stdio_to(lab, who, SINK_IP);
+        let started = Instant::now();
+        let mut proc = Proc::spawn(what, &mut cmd, Stdio::piped(), Stdio::null())?;
+        let mut stdin = proc.child.stdin.take().context("piped stdin")?;
+        stdin.write_all(b"x").await?;
+        let report = lab.sink.next(SHORT).await?;
+        drop(stdin);
+        proc.finish(SHORT).await?;
+        Ok::<_, anyhow::Error>(report.first.duration_since(started).as_secs_f64() * 1e3)
+    };
+    let exits = |program: &std::path::Path, arg: &'static str| {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.arg(arg);
+        async move {
+            let started = Instant::now();
+            let proc = Proc::spawn("a trivial run", &mut cmd, Stdio::null(), Stdio::null())?;
+            proc.finish(SHORT).await?;
+            Ok::<_, anyhow::Error>(started.elapsed().as_secs_f64() * 1e3)
+        }
+    };
+    for who in [Who::Eic, Who::Reference] {
+        first_byte(who).await?;
+    }
+    let (mut start, mut floor) = (Pair::default(), Pair::default());
+    let socat = std::path::Path::new("socat");
+    for run in 0..cfg.runs * 4 {
+        for who in order(run) {
+            start.push(who, first_byte(who).await?);
+            floor.push(
+                who,
+                match who {
+                    Who::Eic => exits(&lab.eic, "--version").await?,
+                    Who::Reference => exits(socat, "-V").await?,
+                },
+            );
+        }
+    }
+    Ok(vec![
+        start.row(
+            "B7",
+            "start_to_first_byte",
+            "`eic open-tunnel` (all ids) spawn → first byte at the target".into(),
+            "ms",
+            "socat + relay",
+            Target::AtMost(10.0),
+        ),
+        floor.row(
+            "B7",
+            "exec_floor",
+            "spawn → exit of `eic --version` (process floor)".into(),
+            "ms",
+            "socat -V",
+            Target::None,
+        ),
+    ])
+}
