@@ -53,23 +53,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+const GLOBAL: &str = "Global options";
+
 /// Options shared by every subcommand (the AWS CLI's global options).
 #[derive(Debug, Clone, Default, Args)]
 pub struct Global {
     /// AWS region to use (default: AWS_REGION, then the profile's region).
-    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region)]
+    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region, help_heading = GLOBAL)]
     pub region: Option<String>,
 
     /// Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE).
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", help_heading = GLOBAL)]
     pub profile: Option<String>,
 
     /// Override the EC2 and EC2 Instance Connect API endpoint (like AWS_ENDPOINT_URL).
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     pub endpoint_url: Option<String>,
 
     /// Print debug logs to stderr (secrets, tokens and signatures are redacted).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub debug: bool,
 }
 
