@@ -101,8 +101,21 @@ pub async fn b1(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
     let mut rss = Pair::default();
     let mut server_up = Pair::default();
     let mut server_down = Pair::default();
+    // The same through the listener (TCP on the local side, no stdin/stdout), against TCP straight
+    // to the relay: isolates eic's stdio handling from its tunnel.
+    let (mut tcp_up, mut tcp_down) = (Pair::default(), Pair::default());
+    let mut sink_listener = start_listener(lab, SINK_IP, &[]).await?;
+    let sink_addr = listener_addr(&mut sink_listener).await?;
+    let mut source_listener = start_listener(lab, SOURCE_IP, &[]).await?;
+    let source_addr = listener_addr(&mut source_listener).await?;
     for run in 0..cfg.runs {
         for who in order(run) {
+            let (to_sink, from_source) = match who {
+                Who::Eic => (sink_addr, source_addr),
+                Who::Reference => (lab.relay_sink, lab.relay_source),
+            };
+            tcp_up.push(who, tcp_upload(lab, to_sink, bytes).await?);
+            tcp_down.push(who, tcp_download(lab, from_source, bytes).await?);
             let u = upload(lab, who, bytes).await?;
             let d = download(lab, who, bytes).await?;
             up.push(who, bytes as f64 / MIB / u.secs);
@@ -124,14 +137,21 @@ pub async fn b1(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
             }
         }
         eprintln!(
-            "  B1 run {}: up {:.0}/{:.0} MiB/s, down {:.0}/{:.0} MiB/s (eic/reference)",
+            "  B1 run {}: up {:.0}/{:.0} MiB/s, down {:.0}/{:.0} MiB/s (eic/reference); \
+             listener up {:.0}/{:.0}, down {:.0}/{:.0}",
             run + 1,
             up.eic[run],
             up.reference[run],
             down.eic[run],
-            down.reference[run]
+            down.reference[run],
+            tcp_up.eic[run],
+            tcp_up.reference[run],
+            tcp_down.eic[run],
+            tcp_down.reference[run]
         );
     }
+    sink_listener.interrupt().await;
+    source_listener.interrupt().await;
     let size = size_text(bytes);
     let reference = "socat + relay";
     Ok(vec![
@@ -150,6 +170,22 @@ pub async fn b1(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
             "MiB/s",
             reference,
             Target::RatioAtLeast(0.5),
+        ),
+        tcp_up.row(
+            "B1",
+            "listener_upload_throughput",
+            format!("raw tunnel {size} up, listener (TCP → sink)"),
+            "MiB/s",
+            "TCP to relay",
+            Target::None,
+        ),
+        tcp_down.row(
+            "B1",
+            "listener_download_throughput",
+            format!("raw tunnel {size} down, listener (source → TCP)"),
+            "MiB/s",
+            "TCP to relay",
+            Target::None,
         ),
         cpu_up.row(
             "B1",
@@ -192,6 +228,55 @@ pub async fn b1(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
             Target::AtMost(10.0),
         ),
     ])
+}
+
+/// MiB/s of `bytes` sent over TCP to `addr` (a listener or the relay, in front of the sink),
+/// timed at the sink from first to last byte.
+async fn tcp_upload(lab: &Lab, addr: std::net::SocketAddr, bytes: u64) -> anyhow::Result<f64> {
+    lab.sink.expect(bytes).await;
+    let mut tcp = connect(addr).await?;
+    let payload = lab.payload.clone();
+    let writer = tokio::spawn(async move {
+        let mut left = bytes;
+        while left > 0 {
+            let n = (left as usize).min(payload.len());
+            tcp.write_all(&payload[..n]).await?;
+            left -= n as u64;
+        }
+        Ok::<_, std::io::Error>(tcp)
+    });
+    let report = lab.sink.next(TRANSFER_LIMIT).await?;
+    if report.bytes < bytes {
+        bail!("the sink got {} of {bytes} bytes via {addr}", report.bytes);
+    }
+    drop(writer.await??);
+    Ok(bytes as f64 / MIB / report.done.duration_since(report.first).as_secs_f64())
+}
+
+/// MiB/s of `bytes` from the source read over TCP from `addr`, from first to last byte.
+async fn tcp_download(lab: &Lab, addr: std::net::SocketAddr, bytes: u64) -> anyhow::Result<f64> {
+    lab.source.set_size(bytes);
+    let mut tcp = connect(addr).await?;
+    let mut buf = vec![0u8; 4 * IO_CHUNK];
+    let (mut got, mut first) = (0u64, None);
+    within(TRANSFER_LIMIT, "a download via TCP", async {
+        while got < bytes {
+            let n = tcp.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            first.get_or_insert_with(Instant::now);
+            got += n as u64;
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await??;
+    let done = Instant::now();
+    if got < bytes {
+        bail!("got {got} of {bytes} bytes via {addr}");
+    }
+    let first = first.context("no byte arrived")?;
+    Ok(bytes as f64 / MIB / done.duration_since(first).as_secs_f64())
 }
 
 /// The stdio tunnel process to the sink (eic) or its reference (socat to the relay).
