@@ -225,6 +225,24 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// An error naming the state when the instance is not running.
+    pub fn ensure_running(&self) -> anyhow::Result<()> {
+        if self.state == "running" {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "instance {} is {}, not running: start it (aws ec2 start-instances --instance-ids {}) and retry",
+            self.id,
+            self.state,
+            self.id
+        )
+    }
+
+    /// The address an endpoint tunnels to: the private IPv4, else the IPv6.
+    pub fn tunnel_address(&self) -> Option<IpAddr> {
+        self.private_ipv4.or(self.ipv6)
+    }
+
     fn from_sdk(i: &aws_sdk_ec2::types::Instance) -> Instance {
         let ip = |s: Option<&str>| s.and_then(|s| s.parse().ok());
         let ipv6 = ip(i.ipv6_address()).or_else(|| {
@@ -471,6 +489,25 @@ pub fn instance_table(instances: &[Instance]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The endpoint id and the DNS name to tunnel through: both as given; the DNS name of the
+/// endpoint with the given id; or the endpoint found for `instance`. FIPS picks the FIPS name.
+pub async fn resolve_endpoint(
+    ec2: &aws_sdk_ec2::Client,
+    aws: &Aws,
+    id: Option<&str>,
+    dns_name: Option<&str>,
+    instance: Option<&Instance>,
+) -> anyhow::Result<(String, String)> {
+    let endpoint = match (id, dns_name, instance) {
+        (Some(id), Some(dns), _) => return Ok((id.to_string(), dns.to_string())),
+        (Some(id), None, _) => endpoint_by_id(ec2, id).await?,
+        (None, _, Some(instance)) => find_endpoint(ec2, instance, &aws.region).await?,
+        (None, _, None) => unreachable!("validated: an endpoint id, or an instance"),
+    };
+    let host = endpoint.host(aws.fips)?;
+    Ok((endpoint.id, host))
 }
 
 /// Looks up one endpoint by id.

@@ -135,7 +135,7 @@ async fn resolve(aws: &Aws, args: &TunnelArgs) -> anyhow::Result<TunnelTarget> {
     };
     let private_ip = match (args.private_ip_address, &instance) {
         (Some(ip), _) => ip,
-        (None, Some(instance)) => instance.private_ipv4.or(instance.ipv6).ok_or_else(|| {
+        (None, Some(instance)) => instance.tunnel_address().ok_or_else(|| {
             error::usage(format!(
                 "instance {} has no private IPv4 or IPv6 address to tunnel to",
                 instance.id
@@ -143,24 +143,14 @@ async fn resolve(aws: &Aws, args: &TunnelArgs) -> anyhow::Result<TunnelTarget> {
         })?,
         (None, None) => unreachable!("validated: --instance-id or --private-ip-address"),
     };
-    let dns_name = |endpoint: &aws::Endpoint| endpoint.host(aws.fips);
-    let (endpoint_id, dns) = match (
-        &args.instance_connect_endpoint_id,
-        &args.instance_connect_endpoint_dns_name,
-    ) {
-        (Some(id), Some(dns)) => (id.clone(), dns.clone()),
-        (Some(id), None) => {
-            let endpoint = aws::endpoint_by_id(&ec2, id).await?;
-            (endpoint.id.clone(), dns_name(&endpoint)?)
-        }
-        (None, _) => {
-            let instance = instance
-                .as_ref()
-                .expect("validated: an endpoint id, or an instance id");
-            let endpoint = aws::find_endpoint(&ec2, instance, &aws.region).await?;
-            (endpoint.id.clone(), dns_name(&endpoint)?)
-        }
-    };
+    let (endpoint_id, dns) = aws::resolve_endpoint(
+        &ec2,
+        aws,
+        args.instance_connect_endpoint_id.as_deref(),
+        args.instance_connect_endpoint_dns_name.as_deref(),
+        instance.as_ref(),
+    )
+    .await?;
     Ok(tunnel_target(endpoint_id, dns, private_ip))
 }
 

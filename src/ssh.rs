@@ -101,14 +101,7 @@ async fn prepare(global: &Global, args: &SshArgs) -> anyhow::Result<Prepared> {
         (None, None) => unreachable!("clap requires --instance-id or --name"),
     };
     let instance = aws::find_instance(&ec2, target, &aws.region).await?;
-    if instance.state != "running" {
-        anyhow::bail!(
-            "instance {} is {}, not running: start it (aws ec2 start-instances --instance-ids {}) and retry",
-            instance.id,
-            instance.state,
-            instance.id
-        );
-    }
+    instance.ensure_running()?;
     let eice = args.eice_options.clone().unwrap_or_default();
     let route = route(
         &instance,
@@ -137,17 +130,14 @@ async fn prepare(global: &Global, args: &SshArgs) -> anyhow::Result<Prepared> {
         let Route::Endpoint(ip) = route else {
             return Ok(None);
         };
-        let (endpoint_id, dns_name) = match (&eice.endpoint_id, &eice.dns_name) {
-            (Some(id), Some(dns)) => (id.clone(), dns.clone()),
-            (Some(id), None) => {
-                let endpoint = aws::endpoint_by_id(&ec2, id).await?;
-                (endpoint.id.clone(), endpoint.host(aws.fips)?)
-            }
-            (None, _) => {
-                let endpoint = aws::find_endpoint(&ec2, &instance, &aws.region).await?;
-                (endpoint.id.clone(), endpoint.host(aws.fips)?)
-            }
-        };
+        let (endpoint_id, dns_name) = aws::resolve_endpoint(
+            &ec2,
+            &aws,
+            eice.endpoint_id.as_deref(),
+            eice.dns_name.as_deref(),
+            Some(&instance),
+        )
+        .await?;
         let exe =
             std::env::current_exe().context("cannot find eic's own path for the ProxyCommand")?;
         Ok::<_, anyhow::Error>(Some(Proxy {

@@ -24,14 +24,8 @@ pub async fn run(global: &Global, args: &ProxyArgs) -> anyhow::Result<i32> {
     let aws = Aws::load(global).await?;
     let ec2 = aws.ec2().await?;
     let instance = aws::find_instance(&ec2, target(&args.host), &aws.region).await?;
-    if instance.state != "running" {
-        anyhow::bail!(
-            "instance {} is {}, not running",
-            instance.id,
-            instance.state
-        );
-    }
-    let private_ip = instance.private_ipv4.or(instance.ipv6).ok_or_else(|| {
+    instance.ensure_running()?;
+    let private_ip = instance.tunnel_address().ok_or_else(|| {
         anyhow::anyhow!(
             "instance {} has no private IPv4 or IPv6 address to tunnel to",
             instance.id
@@ -42,14 +36,14 @@ pub async fn run(global: &Global, args: &ProxyArgs) -> anyhow::Result<i32> {
         let client = aws.instance_connect().await?;
         aws::send_ssh_public_key(&client, &instance.id, &args.user, &key.public, &aws.region).await
     });
-    let endpoint = aws::find_endpoint(&ec2, &instance, &aws.region);
+    let endpoint = aws::resolve_endpoint(&ec2, &aws, None, None, Some(&instance));
     let (pushed, endpoint) = tokio::join!(push, endpoint);
     pushed?;
-    let endpoint = endpoint?;
+    let (endpoint_id, dns_name) = endpoint?;
 
     let target = TunnelTarget {
-        dns_name: endpoint.host(aws.fips)?,
-        endpoint_id: endpoint.id.clone(),
+        dns_name,
+        endpoint_id,
         private_ip,
         remote_port: args.port,
         max_tunnel_duration: None,

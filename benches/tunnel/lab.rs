@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
+use eic::ssh_command::shell_quote;
 use eic_standin::{Instance, Sshd, StandIn, World, TYPICAL_ENDPOINT_ID, TYPICAL_INSTANCE_ID};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -258,30 +259,7 @@ fn socat_args(relay: SocketAddr) -> Vec<String> {
     ]
 }
 
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// Deterministic pseudo-random bytes (xorshift64).
-pub fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use eic_standin::payload;
 
 /// Awaits `fut` at most `limit`, naming `what` when it takes longer.
 pub async fn within<T>(

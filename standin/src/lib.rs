@@ -88,6 +88,21 @@ pub(crate) fn request_id() -> String {
     )
 }
 
+/// Deterministic pseudo-random bytes (xorshift64), for transfers whose failures must be
+/// reproducible (tests and benchmarks).
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// A small deterministic PRNG step (splitmix64).
 pub(crate) fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);

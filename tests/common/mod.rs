@@ -169,19 +169,7 @@ pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(hash.hash(bytes).as_ref())
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so a failure is reproducible.
-pub fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use eic_standin::payload;
 
 // ---- `eic open-tunnel` helpers: custom worlds, a listener-mode child, a CONNECT proxy ----
 
