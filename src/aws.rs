@@ -491,23 +491,55 @@ pub fn instance_table(instances: &[Instance]) -> String {
         .join("\n")
 }
 
-/// The endpoint id and the DNS name to tunnel through: both as given; the DNS name of the
-/// endpoint with the given id; or the endpoint found for `instance`. FIPS picks the FIPS name.
-pub async fn resolve_endpoint(
-    ec2: &aws_sdk_ec2::Client,
-    aws: &Aws,
-    id: Option<&str>,
-    dns_name: Option<&str>,
-    instance: Option<&Instance>,
-) -> anyhow::Result<(String, String)> {
-    let endpoint = match (id, dns_name, instance) {
-        (Some(id), Some(dns), _) => return Ok((id.to_string(), dns.to_string())),
-        (Some(id), None, _) => endpoint_by_id(ec2, id).await?,
-        (None, _, Some(instance)) => find_endpoint(ec2, instance, &aws.region).await?,
-        (None, _, None) => unreachable!("validated: an endpoint id, or an instance"),
-    };
-    let host = endpoint.host(aws.fips)?;
-    Ok((endpoint.id, host))
+/// The endpoint lookup's result before the instance is known. Listing needs no VPC, so the
+/// lookup runs at the same time as DescribeInstances (one API round trip instead of two).
+#[derive(Debug)]
+pub enum Endpoints {
+    /// The id and the DNS name were both given: nothing to look up.
+    Given { id: String, dns_name: String },
+    /// The endpoint with the given id.
+    ById(Endpoint),
+    /// The region's endpoints in a usable state, to pick from by the instance's subnet and VPC.
+    Usable(Vec<Endpoint>),
+}
+
+/// Looks up the endpoint as far as it can be without the instance. Owns its arguments, so it
+/// can be spawned next to the instance lookup.
+pub async fn lookup_endpoints(
+    ec2: aws_sdk_ec2::Client,
+    id: Option<String>,
+    dns_name: Option<String>,
+) -> anyhow::Result<Endpoints> {
+    match (id, dns_name) {
+        (Some(id), Some(dns_name)) => Ok(Endpoints::Given { id, dns_name }),
+        (Some(id), None) => Ok(Endpoints::ById(endpoint_by_id(&ec2, &id).await?)),
+        (None, _) => Ok(Endpoints::Usable(usable_endpoints(&ec2).await?)),
+    }
+}
+
+impl Endpoints {
+    /// The endpoint id and the DNS name to tunnel through: as given; of the endpoint with the
+    /// given id; or of the endpoint in the instance's subnet, else in its VPC. FIPS picks the
+    /// FIPS name.
+    pub fn choose(
+        self,
+        instance: Option<&Instance>,
+        fips: bool,
+        region: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let endpoint = match (self, instance) {
+            (Endpoints::Given { id, dns_name }, _) => return Ok((id, dns_name)),
+            (Endpoints::ById(endpoint), _) => endpoint,
+            (Endpoints::Usable(endpoints), Some(instance)) => {
+                pick_endpoint(endpoints, instance, region)?
+            }
+            (Endpoints::Usable(_), None) => {
+                unreachable!("validated: an endpoint id, or an instance")
+            }
+        };
+        let host = endpoint.host(fips)?;
+        Ok((endpoint.id, host))
+    }
 }
 
 /// Looks up one endpoint by id.
@@ -540,21 +572,10 @@ pub async fn endpoint_by_id(ec2: &aws_sdk_ec2::Client, id: &str) -> anyhow::Resu
     Ok(endpoint)
 }
 
-/// Finds a usable endpoint for an instance: the one in its subnet, else any in its VPC.
-pub async fn find_endpoint(
-    ec2: &aws_sdk_ec2::Client,
-    instance: &Instance,
-    region: &str,
-) -> anyhow::Result<Endpoint> {
-    let vpc = instance.vpc_id.as_deref().ok_or_else(|| {
-        anyhow::anyhow!(
-            "instance {} has no VPC, so no EC2 Instance Connect Endpoint can reach it",
-            instance.id
-        )
-    })?;
+/// Every endpoint of the region in a usable state, through all pages.
+async fn usable_endpoints(ec2: &aws_sdk_ec2::Client) -> anyhow::Result<Vec<Endpoint>> {
     let mut pages = ec2
         .describe_instance_connect_endpoints()
-        .filters(Filter::builder().name("vpc-id").values(vpc).build())
         .filters(
             Filter::builder()
                 .name("state")
@@ -564,7 +585,7 @@ pub async fn find_endpoint(
         .into_paginator()
         .items()
         .send();
-    let mut first = None;
+    let mut usable = Vec::new();
     while let Some(endpoint) = pages.next().await {
         let endpoint = endpoint.map_err(|e| {
             api_error(e, "DescribeInstanceConnectEndpoints", |code| {
@@ -572,9 +593,30 @@ pub async fn find_endpoint(
             })
         })?;
         let endpoint = Endpoint::from_sdk(&endpoint);
-        if !USABLE_ENDPOINT_STATES.contains(&endpoint.state.as_str()) {
-            continue;
+        if USABLE_ENDPOINT_STATES.contains(&endpoint.state.as_str()) {
+            usable.push(endpoint);
         }
+    }
+    Ok(usable)
+}
+
+/// The endpoint for an instance: the one in its subnet, else the first in its VPC.
+fn pick_endpoint(
+    endpoints: Vec<Endpoint>,
+    instance: &Instance,
+    region: &str,
+) -> anyhow::Result<Endpoint> {
+    let vpc = instance.vpc_id.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "instance {} has no VPC, so no EC2 Instance Connect Endpoint can reach it",
+            instance.id
+        )
+    })?;
+    let mut first = None;
+    for endpoint in endpoints
+        .into_iter()
+        .filter(|e| e.vpc_id.as_deref() == Some(vpc))
+    {
         if endpoint.subnet_id.is_some() && endpoint.subnet_id == instance.subnet_id {
             return Ok(endpoint);
         }

@@ -129,10 +129,22 @@ async fn resolve(aws: &Aws, args: &TunnelArgs) -> anyhow::Result<TunnelTarget> {
         (None, Some(name)) => Some(aws::Target::Name(name)),
         (None, None) => None,
     };
-    let instance = match target {
-        Some(target) => Some(aws::find_instance(&ec2, target, &aws.region).await?),
-        None => None,
+    // The instance and the endpoint are looked up at once; the instance's error comes first.
+    let find_instance = async {
+        match target {
+            Some(target) => aws::find_instance(&ec2, target, &aws.region)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
     };
+    let endpoints = aws::lookup_endpoints(
+        ec2.clone(),
+        args.instance_connect_endpoint_id.clone(),
+        args.instance_connect_endpoint_dns_name.clone(),
+    );
+    let (instance, endpoints) = tokio::join!(find_instance, endpoints);
+    let instance = instance?;
     let private_ip = match (args.private_ip_address, &instance) {
         (Some(ip), _) => ip,
         (None, Some(instance)) => instance.tunnel_address().ok_or_else(|| {
@@ -143,14 +155,7 @@ async fn resolve(aws: &Aws, args: &TunnelArgs) -> anyhow::Result<TunnelTarget> {
         })?,
         (None, None) => unreachable!("validated: --instance-id or --private-ip-address"),
     };
-    let (endpoint_id, dns) = aws::resolve_endpoint(
-        &ec2,
-        aws,
-        args.instance_connect_endpoint_id.as_deref(),
-        args.instance_connect_endpoint_dns_name.as_deref(),
-        instance.as_ref(),
-    )
-    .await?;
+    let (endpoint_id, dns) = endpoints?.choose(instance.as_ref(), aws.fips, &aws.region)?;
     Ok(tunnel_target(endpoint_id, dns, private_ip))
 }
 

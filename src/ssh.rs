@@ -100,9 +100,33 @@ async fn prepare(global: &Global, args: &SshArgs) -> anyhow::Result<Prepared> {
         (None, Some(name)) => aws::Target::Name(name),
         (None, None) => unreachable!("clap requires --instance-id or --name"),
     };
+
+    // DescribeInstances, the endpoint lookup and the key push are independent: all three go out
+    // at once. The push needs the instance id, so with --name it waits for the lookup; the
+    // endpoint lookup is dropped when the route turns out to be direct.
+    let eice = args.eice_options.clone().unwrap_or_default();
+    let endpoints = (args.connection_type != ConnectionType::Direct || args.eice_options.is_some())
+        .then(|| {
+            tokio::spawn(aws::lookup_endpoints(
+                ec2.clone(),
+                eice.endpoint_id.clone(),
+                eice.dns_name.clone(),
+            ))
+        });
+    let instance_connect = aws.instance_connect().await?;
+    let push = |id: String| {
+        let client = instance_connect.clone();
+        let (user, public, region) = (args.os_user.clone(), key.public.clone(), aws.region.clone());
+        tokio::spawn(async move {
+            aws::send_ssh_public_key(&client, &id, &user, &public, &region).await
+        })
+    };
+    let mut pushed = match target {
+        aws::Target::Id(id) if !args.dry_run => Some(push(id.to_string())),
+        _ => None,
+    };
     let instance = aws::find_instance(&ec2, target, &aws.region).await?;
     instance.ensure_running()?;
-    let eice = args.eice_options.clone().unwrap_or_default();
     let route = route(
         &instance,
         args.connection_type,
@@ -110,50 +134,41 @@ async fn prepare(global: &Global, args: &SshArgs) -> anyhow::Result<Prepared> {
         args.instance_ip,
     )?;
     tracing::debug!(?route, "route chosen");
-
-    // The key push and the endpoint lookup are independent: do them at once.
-    let push = async {
-        if args.dry_run {
-            return Ok(());
+    if pushed.is_none() && !args.dry_run {
+        pushed = Some(push(instance.id.clone()));
+    }
+    let proxy = match (route, endpoints) {
+        (Route::Endpoint(ip), Some(endpoints)) => {
+            let (endpoint_id, dns_name) =
+                joined(endpoints)
+                    .await?
+                    .choose(Some(&instance), aws.fips, &aws.region)?;
+            let exe = std::env::current_exe()
+                .context("cannot find eic's own path for the ProxyCommand")?;
+            Some(Proxy {
+                exe,
+                endpoint_id,
+                dns_name,
+                private_ip: ip,
+                remote_port: args.ssh_port,
+                region: aws.region.clone(),
+                max_tunnel_duration: eice.max_tunnel_duration,
+                debug: global.debug,
+            })
         }
-        let client = aws.instance_connect().await?;
-        aws::send_ssh_public_key(
-            &client,
-            &instance.id,
-            &args.os_user,
-            &key.public,
-            &aws.region,
-        )
-        .await
+        (Route::Endpoint(_), None) => {
+            unreachable!("direct connections never route through an endpoint")
+        }
+        (Route::Direct(_), endpoints) => {
+            if let Some(endpoints) = endpoints {
+                endpoints.abort();
+            }
+            None
+        }
     };
-    let endpoint = async {
-        let Route::Endpoint(ip) = route else {
-            return Ok(None);
-        };
-        let (endpoint_id, dns_name) = aws::resolve_endpoint(
-            &ec2,
-            &aws,
-            eice.endpoint_id.as_deref(),
-            eice.dns_name.as_deref(),
-            Some(&instance),
-        )
-        .await?;
-        let exe =
-            std::env::current_exe().context("cannot find eic's own path for the ProxyCommand")?;
-        Ok::<_, anyhow::Error>(Some(Proxy {
-            exe,
-            endpoint_id,
-            dns_name,
-            private_ip: ip,
-            remote_port: args.ssh_port,
-            region: aws.region.clone(),
-            max_tunnel_duration: eice.max_tunnel_duration,
-            debug: global.debug,
-        }))
-    };
-    let (pushed, proxy) = tokio::join!(push, endpoint);
-    let proxy = proxy?;
-    pushed?;
+    if let Some(pushed) = pushed {
+        joined(pushed).await?;
+    }
 
     let address = match route {
         Route::Direct(ip) | Route::Endpoint(ip) => ip,
@@ -190,6 +205,12 @@ async fn prepare(global: &Global, args: &SshArgs) -> anyhow::Result<Prepared> {
         env.push(("AWS_CA_BUNDLE", Some(bundle.display().to_string())));
     }
     Ok(Prepared { command, key, env })
+}
+
+/// The result of a spawned lookup.
+async fn joined<T>(task: tokio::task::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
+    task.await
+        .map_err(|e| anyhow::anyhow!("an AWS lookup did not complete: {e}"))?
 }
 
 /// Runs ssh as a child, passing on the signals a shell would, and returns its status.

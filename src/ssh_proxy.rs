@@ -23,7 +23,12 @@ pub async fn run(global: &Global, args: &ProxyArgs) -> anyhow::Result<i32> {
     let key = keys::dedicated(args.key_file.as_deref())?;
     let aws = Aws::load(global).await?;
     let ec2 = aws.ec2().await?;
-    let instance = aws::find_instance(&ec2, target(&args.host), &aws.region).await?;
+    // The instance and the region's endpoints are looked up at once.
+    let (instance, endpoints) = tokio::join!(
+        aws::find_instance(&ec2, target(&args.host), &aws.region),
+        aws::lookup_endpoints(ec2.clone(), None, None),
+    );
+    let instance = instance?;
     instance.ensure_running()?;
     let private_ip = instance.tunnel_address().ok_or_else(|| {
         anyhow::anyhow!(
@@ -31,15 +36,12 @@ pub async fn run(global: &Global, args: &ProxyArgs) -> anyhow::Result<i32> {
             instance.id
         )
     })?;
-
-    let push = push_cache::push_once(&instance.id, &args.user, &key.public, || async {
+    let (endpoint_id, dns_name) = endpoints?.choose(Some(&instance), aws.fips, &aws.region)?;
+    push_cache::push_once(&instance.id, &args.user, &key.public, || async {
         let client = aws.instance_connect().await?;
         aws::send_ssh_public_key(&client, &instance.id, &args.user, &key.public, &aws.region).await
-    });
-    let endpoint = aws::resolve_endpoint(&ec2, &aws, None, None, Some(&instance));
-    let (pushed, endpoint) = tokio::join!(push, endpoint);
-    pushed?;
-    let (endpoint_id, dns_name) = endpoint?;
+    })
+    .await?;
 
     let target = TunnelTarget {
         dns_name,

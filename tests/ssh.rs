@@ -90,6 +90,34 @@ async fn remote_command_output_and_exit_status_pass_through() {
 }
 
 #[tokio::test]
+async fn lookups_and_key_push_go_out_at_once() {
+    // The stand-in answers none of the three until all three have arrived: one after another,
+    // each would wait TOGETHER_WAIT.
+    let together = [
+        "DescribeInstances",
+        "DescribeInstanceConnectEndpoints",
+        "SendSSHPublicKey",
+    ];
+    let lab = Lab::start_with(|mut w| {
+        w.faults.answer_together = together.map(String::from).to_vec();
+        w
+    })
+    .await;
+    let runtime = runtime_dir();
+    let started = Instant::now();
+    let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(
+        took < eic_standin::TOGETHER_WAIT,
+        "the lookups and the key push were sent one after another ({took:?})"
+    );
+    for action in together {
+        assert_eq!(lab.standin.count(action), 1, "{action}");
+    }
+}
+
+#[tokio::test]
 async fn piped_stdin_drives_a_login_shell() {
     let lab = Lab::start().await;
     let runtime = runtime_dir();
@@ -287,7 +315,8 @@ async fn no_address_is_a_usage_error() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
+    // The key push goes out with DescribeInstances (it only needs the id), but ssh never ran.
+    assert_eq!(lab.standin.count("OpenTunnel"), 0);
     assert_no_key_left(&runtime);
 }
 
@@ -400,17 +429,16 @@ async fn api_errors_say_what_to_check() {
     }
     lab.standin.world().faults.deny_send_key = None;
 
-    // Not running: the state is named, and no key is pushed.
+    // Not running: the state is named. The key push went out with DescribeInstances and was
+    // refused, but DescribeInstances' answer is the one reported.
     lab.standin.world().instance_mut(INSTANCE).unwrap().state = "stopped".into();
-    let pushes = lab.standin.count("SendSSHPublicKey");
+    let tunnels = lab.standin.count("OpenTunnel");
     let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(255));
-    assert!(
-        text(&out.stderr).contains("is stopped"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert_eq!(lab.standin.count("SendSSHPublicKey"), pushes);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("is stopped"), "{stderr}");
+    assert!(!stderr.contains("SendSSHPublicKey"), "{stderr}");
+    assert_eq!(lab.standin.count("OpenTunnel"), tunnels);
     assert_no_key_left(&runtime);
 }
 

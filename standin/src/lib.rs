@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use world::OwnNames;
@@ -43,7 +43,27 @@ use world::OwnNames;
 pub(crate) struct Shared {
     pub world: Mutex<World>,
     pub own: OwnNames,
+    /// The API actions that have arrived so far (for `Faults::answer_together`).
+    pub arrived: tokio::sync::watch::Sender<Vec<String>>,
 }
+
+/// Holds a call named in `Faults::answer_together` until all of those actions have arrived,
+/// for at most [`TOGETHER_WAIT`]; a client that sends them one after another waits that long.
+async fn answer_together(shared: &Shared, action: &str) {
+    let together = shared.lock().faults.answer_together.clone();
+    if !together.iter().any(|a| a == action) {
+        return;
+    }
+    shared
+        .arrived
+        .send_modify(|arrived| arrived.push(action.to_string()));
+    let mut arrived = shared.arrived.subscribe();
+    let all = |arrived: &Vec<String>| together.iter().all(|a| arrived.contains(a));
+    let _ = tokio::time::timeout(TOGETHER_WAIT, arrived.wait_for(all)).await;
+}
+
+/// How long `Faults::answer_together` holds a call at most.
+pub const TOGETHER_WAIT: Duration = Duration::from_secs(5);
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, World> {
@@ -156,6 +176,7 @@ impl StandIn {
                 dns: format!("localhost:{}", eice_addr.port()),
                 fips: format!("127.0.0.1:{}", eice_addr.port()),
             },
+            arrived: tokio::sync::watch::Sender::new(Vec::new()),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
         let tasks = vec![
@@ -393,6 +414,15 @@ async fn api(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let rid = request_id();
+    let action = match &target {
+        Some(target) => target.rsplit('.').next().unwrap_or("").to_string(),
+        None => {
+            let mut params = form_decode(&query);
+            params.extend(form_decode(&String::from_utf8_lossy(&body)));
+            params.get("Action").cloned().unwrap_or_default()
+        }
+    };
+    answer_together(&shared, &action).await;
 
     let mut world = shared.lock();
     let known = access_key.as_deref().and_then(|ak| world.lookup(ak));

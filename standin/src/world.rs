@@ -172,6 +172,9 @@ impl Endpoint {
 pub struct Faults {
     /// Delay before answering every API call and every WebSocket upgrade.
     pub api_latency: Duration,
+    /// Hold the answer to each of these API actions until all of them have arrived (at most
+    /// `TOGETHER_WAIT`): shows that a client sends them concurrently, not one after another.
+    pub answer_together: Vec<String>,
     /// EC2 actions (e.g. "DescribeInstances") answered with 403 `UnauthorizedOperation`.
     pub unauthorized: Vec<String>,
     /// The next K EC2 calls fail with 503 `RequestLimitExceeded`.
