@@ -113,7 +113,13 @@ async fn handle(
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let result = tunnel::pump(read, write, tunnel, stopped).await;
+    let result = tunnel::pump(
+        tunnel::Chunked::new(read),
+        tunnel::Chunked::new(write),
+        tunnel,
+        stopped,
+    )
+    .await;
     // Free the slot before saying so: once the `closed` line is out, a new connection is served.
     drop(permit);
     match opener.explain_end(result, started) {

@@ -165,7 +165,7 @@ pub async fn stdio(opener: &Opener) -> anyhow::Result<i32> {
     let started = Instant::now();
     let result = tunnel::pump(
         tunnel::stdin(),
-        tokio::io::stdout(),
+        tunnel::stdout(),
         tunnel,
         std::future::pending(),
     )

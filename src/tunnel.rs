@@ -5,16 +5,19 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::{Buf, Bytes};
-use futures_util::{Sink, Stream};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -64,15 +67,48 @@ impl fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 /// A TLS WebSocket tunnel as a byte stream: writes become binary frames, binary frames are read.
 pub struct Tunnel {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    reader: TunnelReader,
+    writer: TunnelWriter,
+}
+
+/// The receiving half of a [`Tunnel`]: the payloads of the server's binary frames.
+pub struct TunnelReader {
+    ws: SplitStream<Ws>,
     pending: Bytes,
     eof: bool,
+}
+
+/// The sending half of a [`Tunnel`]: each chunk becomes one binary frame.
+pub struct TunnelWriter {
+    ws: SplitSink<Ws, Message>,
     close_sent: bool,
 }
 
 impl Tunnel {
+    fn new(ws: Ws) -> Tunnel {
+        let (sink, stream) = ws.split();
+        Tunnel {
+            reader: TunnelReader {
+                ws: stream,
+                pending: Bytes::new(),
+                eof: false,
+            },
+            writer: TunnelWriter {
+                ws: sink,
+                close_sent: false,
+            },
+        }
+    }
+
+    /// The two directions, to drive concurrently.
+    pub fn split(self) -> (TunnelReader, TunnelWriter) {
+        (self.reader, self.writer)
+    }
+
     /// Opens the tunnel at the presigned `url` (its host is `host:port`).
     pub async fn connect(
         url: &str,
@@ -84,7 +120,10 @@ impl Tunnel {
         let open = async {
             let tcp = proxy::connect(host, port).await?;
             tcp.set_nodelay(true)?;
+            // A TLS record carries at most 16 KiB: reading more at once only zero-fills more
+            // of the read buffer (tungstenite does so before every read).
             let config = WebSocketConfig::default()
+                .read_buffer_size(16 << 10)
                 .max_message_size(Some(16 << 20))
                 .max_frame_size(Some(16 << 20));
             let result = tokio_tungstenite::client_async_tls_with_config(
@@ -95,12 +134,7 @@ impl Tunnel {
             )
             .await;
             match result {
-                Ok((ws, _response)) => Ok(Tunnel {
-                    ws,
-                    pending: Bytes::new(),
-                    eof: false,
-                    close_sent: false,
-                }),
+                Ok((ws, _response)) => Ok(Tunnel::new(ws)),
                 Err(tungstenite::Error::Http(response)) => Err(upgrade_refused(&response)),
                 // tungstenite's messages already include their source: show the text once.
                 Err(e) => Err(anyhow::anyhow!(
@@ -155,36 +189,28 @@ fn upgrade_refused(response: &tungstenite::http::Response<Option<Vec<u8>>>) -> a
     error::aws(msg)
 }
 
-impl AsyncRead for Tunnel {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+impl TunnelReader {
+    /// The next payload from the server; `None` once it has ended the tunnel with 1000 (or
+    /// without a close frame). Any other close code is a [`Closed`] error.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if !self.pending.is_empty() {
+            return Poll::Ready(Ok(Some(std::mem::take(&mut self.pending))));
+        }
         loop {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(buf.remaining());
-                buf.put_slice(&self.pending[..n]);
-                self.pending.advance(n);
-                return Poll::Ready(Ok(()));
-            }
             if self.eof {
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Ok(None));
             }
             let message = match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
-                None => {
+                None | Some(Err(tungstenite::Error::ConnectionClosed)) => {
                     self.eof = true;
                     continue;
                 }
                 Some(Ok(message)) => message,
-                Some(Err(tungstenite::Error::ConnectionClosed)) => {
-                    self.eof = true;
-                    continue;
-                }
                 Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
             };
             match message {
-                Message::Binary(data) => self.pending = data,
+                Message::Binary(data) if data.is_empty() => {}
+                Message::Binary(data) => return Poll::Ready(Ok(Some(data))),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                 Message::Text(_) => {
                     return Poll::Ready(Err(io::Error::other(ProtocolError(
@@ -193,28 +219,55 @@ impl AsyncRead for Tunnel {
                 }
                 Message::Close(frame) => {
                     self.eof = true;
-                    if let Some(frame) = frame {
-                        if frame.code != CloseCode::Normal {
-                            return Poll::Ready(Err(io::Error::other(Closed {
-                                code: frame.code.into(),
-                                reason: frame.reason.to_string(),
-                            })));
-                        }
+                    if let Some(frame) = frame.filter(|f| f.code != CloseCode::Normal) {
+                        return Poll::Ready(Err(io::Error::other(Closed {
+                            code: frame.code.into(),
+                            reason: frame.reason.to_string(),
+                        })));
                     }
                 }
             }
         }
     }
+
+    /// The next payload from the server, as it arrived; `None` at the end.
+    pub async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
 }
 
-impl AsyncWrite for Tunnel {
+impl AsyncRead for TunnelReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(mut chunk) = ready!(self.poll_chunk(cx))? {
+            let n = chunk.len().min(buf.remaining());
+            buf.put_slice(&chunk.split_to(n));
+            self.pending = chunk;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl TunnelWriter {
+    /// Sends `chunk` as one binary frame, without copying it, and flushes.
+    pub async fn send(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.ws
+            .send(Message::Binary(chunk))
+            .await
+            .map_err(io::Error::other)
+    }
+}
+
+impl AsyncWrite for TunnelWriter {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let ws = Pin::new(&mut self.ws);
-        ready!(ws.poll_ready(cx)).map_err(io::Error::other)?;
+        ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(io::Error::other)?;
         let n = buf.len().min(CHUNK);
         Pin::new(&mut self.ws)
             .start_send(Message::Binary(Bytes::copy_from_slice(&buf[..n])))
@@ -250,6 +303,34 @@ impl AsyncWrite for Tunnel {
     }
 }
 
+impl AsyncRead for Tunnel {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tunnel {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.writer).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.writer).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.writer).poll_shutdown(cx)
+    }
+}
+
 /// Closing an already closed WebSocket is not an error.
 fn closed_ok(e: tungstenite::Error) -> io::Result<()> {
     match e {
@@ -258,31 +339,92 @@ fn closed_ok(e: tungstenite::Error) -> io::Result<()> {
     }
 }
 
-/// Relays `local` and `tunnel` both ways until the tunnel ends.
+/// The local end's input, in whole chunks that become frames as they are.
+pub trait ChunkRead {
+    /// The next chunk; `None` at EOF.
+    fn read_chunk(&mut self) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
+}
+
+/// The local end's output, taking the frames' payloads as they are.
+pub trait ChunkWrite {
+    fn write_chunk(&mut self, chunk: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+    /// Everything written has been delivered; no more will come.
+    fn finish(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// An `AsyncRead` or `AsyncWrite` (a TCP connection's half) moved in chunks.
+pub struct Chunked<T> {
+    io: T,
+    buf: BytesMut,
+}
+
+impl<T> Chunked<T> {
+    pub fn new(io: T) -> Chunked<T> {
+        Chunked {
+            io,
+            buf: BytesMut::new(),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin + Send> ChunkRead for Chunked<R> {
+    async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        // Reads into spare capacity: no zero-fill, and the chunk leaves without a copy.
+        self.buf.reserve(CHUNK);
+        match self.io.read_buf(&mut self.buf).await? {
+            0 => Ok(None),
+            _ => Ok(Some(self.buf.split().freeze())),
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send> ChunkWrite for Chunked<W> {
+    async fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.io.write_all(&chunk).await?;
+        self.io.flush().await
+    }
+
+    async fn finish(&mut self) -> io::Result<()> {
+        self.io.shutdown().await
+    }
+}
+
+/// Relays the local end and `tunnel` both ways until the tunnel ends.
 ///
-/// EOF from `local` (or `stop` firing) becomes a close frame while the server's remaining
+/// EOF from the local end (or `stop` firing) becomes a close frame while the server's remaining
 /// output is still delivered; the end of the server's output ends the relay at once.
-pub async fn pump<R, W>(
-    mut local_read: R,
-    mut local_write: W,
+pub async fn pump(
+    mut local_read: impl ChunkRead,
+    mut local_write: impl ChunkWrite,
     tunnel: Tunnel,
     stop: impl Future<Output = ()>,
-) -> anyhow::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let (mut tunnel_read, mut tunnel_write) = tokio::io::split(tunnel);
+) -> anyhow::Result<()> {
+    let (mut tunnel_read, mut tunnel_write) = tunnel.split();
     let up = async {
+        let copy = async {
+            while let Some(chunk) = local_read.read_chunk().await? {
+                tunnel_write.send(chunk).await?;
+            }
+            io::Result::Ok(())
+        };
         tokio::select! {
-            result = copy(&mut local_read, &mut tunnel_write) => result?,
+            result = copy => result?,
             () = stop => {}
         }
         tunnel_write.shutdown().await
     };
     let down = async {
-        copy(&mut tunnel_read, &mut local_write).await?;
-        match local_write.shutdown().await {
+        let relayed = async {
+            while let Some(chunk) = tunnel_read.next_chunk().await? {
+                local_write.write_chunk(chunk).await?;
+            }
+            io::Result::Ok(())
+        }
+        .await;
+        // Deliver what is queued however the tunnel ended: the bytes before a close code count.
+        let finished = local_write.finish().await;
+        relayed?;
+        match finished {
             Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e),
             _ => Ok(()),
         }
@@ -302,42 +444,22 @@ where
     }
 }
 
-/// Copies until EOF, flushing after each chunk so that interactive bytes go out at once.
-async fn copy<R, W>(reader: &mut R, writer: &mut W) -> io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = reader.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        writer.write_all(&buf[..n]).await?;
-        writer.flush().await?;
-    }
-}
-
-/// Stdin as an `AsyncRead`, read on a thread of its own.
+/// Stdin, read on a thread of its own.
 ///
 /// A blocking read cannot be cancelled. `tokio::io::stdin` does it in the runtime's blocking
 /// pool, whose shutdown waits for it: when the endpoint ended the tunnel while stdin stayed
 /// open (ssh keeps it open), eic did not exit until the next input. This thread is simply left
 /// behind when the process exits.
-pub fn stdin() -> impl AsyncRead + Unpin {
+pub fn stdin() -> Stdin {
     let (tx, chunks) = tokio::sync::mpsc::channel(4);
     std::thread::spawn(move || {
         use std::io::Read;
         let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; CHUNK];
         loop {
-            let mut buf = vec![0u8; CHUNK];
             let chunk = match stdin.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Ok(Bytes::from(buf))
-                }
+                Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),
             };
@@ -347,34 +469,87 @@ pub fn stdin() -> impl AsyncRead + Unpin {
             }
         }
     });
-    ThreadStdin {
-        chunks,
-        pending: Bytes::new(),
-    }
+    Stdin { chunks }
 }
 
 /// The receiving end of [`stdin`]'s thread; the thread's end is EOF.
-struct ThreadStdin {
-    chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    pending: Bytes,
+pub struct Stdin {
+    chunks: mpsc::Receiver<io::Result<Bytes>>,
 }
 
-impl AsyncRead for ThreadStdin {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.pending.is_empty() {
-            match ready!(self.chunks.poll_recv(cx)) {
-                Some(Ok(chunk)) => self.pending = chunk,
-                Some(Err(e)) => return Poll::Ready(Err(e)),
-                None => return Poll::Ready(Ok(())),
+impl ChunkRead for Stdin {
+    async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        self.chunks.recv().await.transpose()
+    }
+}
+
+/// Stdout, written on a thread of its own.
+///
+/// Writing each chunk through tokio's blocking pool, then waiting for it to flush, made every
+/// chunk a thread round trip: the next frame was not decrypted while the last was written.
+/// Here the chunks queue (4 deep) and are written while the next ones arrive.
+pub fn stdout() -> Stdout {
+    let (chunks, mut rx) = mpsc::channel::<Bytes>(4);
+    let (done_tx, done) = oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        // A duplicate of fd 1 as a plain file: unbuffered, one write(2) per chunk (std's
+        // stdout is line-buffered and would split binary chunks at their newlines).
+        let mut result = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from);
+        if let Ok(stdout) = &mut result {
+            while let Some(chunk) = rx.blocking_recv() {
+                if let Err(e) = stdout.write_all(&chunk) {
+                    result = Err(e);
+                    break;
+                }
             }
         }
-        let n = self.pending.len().min(buf.remaining());
-        buf.put_slice(&self.pending.split_to(n));
-        Poll::Ready(Ok(()))
+        let _ = done_tx.send(result.map(drop));
+    });
+    Stdout {
+        chunks: Some(chunks),
+        done: Some(done),
+    }
+}
+
+/// The sending end of [`stdout`]'s thread.
+pub struct Stdout {
+    chunks: Option<mpsc::Sender<Bytes>>,
+    done: Option<oneshot::Receiver<io::Result<()>>>,
+}
+
+impl Stdout {
+    /// Waits for the thread to end and returns how its writing went.
+    async fn outcome(&mut self) -> io::Result<()> {
+        self.chunks = None;
+        match self.done.take() {
+            Some(done) => done
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("the stdout thread died"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ChunkWrite for Stdout {
+    async fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
+        let sent = match &self.chunks {
+            Some(chunks) => chunks.send(chunk).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped writing: say why.
+        self.outcome().await?;
+        Err(io::ErrorKind::BrokenPipe.into())
+    }
+
+    async fn finish(&mut self) -> io::Result<()> {
+        self.outcome().await
     }
 }
 

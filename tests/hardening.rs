@@ -14,6 +14,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 struct Ended {
     code: Option<i32>,
+    stdout: Vec<u8>,
     stderr: String,
     elapsed: Duration,
 }
@@ -32,17 +33,19 @@ async fn stdio_until_exit(lab: &Lab, extra: &[&str], send: &[u8]) -> Ended {
     let drain = tokio::spawn(async move {
         let mut sink = Vec::new();
         let _ = stdout.read_to_end(&mut sink).await;
+        sink
     });
     let status = tokio::time::timeout(LIMIT, child.wait())
         .await
         .unwrap_or_else(|_| panic!("eic open-tunnel {extra:?} did not exit within {LIMIT:?}"))
         .unwrap();
     drop(stdin);
-    let _ = drain.await;
+    let stdout = drain.await.unwrap_or_default();
     let mut err = String::new();
     let _ = stderr.read_to_string(&mut err).await;
     Ended {
         code: status.code(),
+        stdout,
         stderr: err,
         elapsed: started.elapsed(),
     }
@@ -97,6 +100,8 @@ async fn close_codes_with_and_without_reasons() {
             "{code}: {:?}",
             ended.elapsed
         );
+        // What came before the close frame is delivered, whatever the code.
+        assert_eq!(ended.stdout, b"ping", "{code} {reason:?}");
         if want_exit != 0 {
             assert!(
                 ended.stderr.contains(&format!("code {code}")),
