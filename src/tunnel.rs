@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -67,7 +67,7 @@ impl fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<MaybeTlsStream<BufReader<TcpStream>>>;
 
 /// A TLS WebSocket tunnel as a byte stream: writes become binary frames, binary frames are read.
 pub struct Tunnel {
@@ -120,6 +120,9 @@ impl Tunnel {
         let open = async {
             let tcp = proxy::connect(host, port).await?;
             tcp.set_nodelay(true)?;
+            // rustls asks for one TLS record per read: take what has arrived, up to 64 KiB, in
+            // one system call.
+            let tcp = BufReader::with_capacity(CHUNK, tcp);
             // A TLS record carries at most 16 KiB: reading more at once only zero-fills more
             // of the read buffer (tungstenite does so before every read).
             let config = WebSocketConfig::default()
@@ -451,7 +454,7 @@ pub async fn pump(
 /// open (ssh keeps it open), eic did not exit until the next input. This thread is simply left
 /// behind when the process exits.
 pub fn stdin() -> Stdin {
-    let (tx, chunks) = tokio::sync::mpsc::channel(4);
+    let (tx, chunks) = mpsc::channel(4);
     std::thread::spawn(move || {
         use std::io::Read;
         let mut stdin = std::io::stdin().lock();
