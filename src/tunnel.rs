@@ -5,7 +5,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -15,7 +15,9 @@ use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::net::unix::pipe;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -447,13 +449,96 @@ pub async fn pump(
     }
 }
 
-/// Stdin, read on a thread of its own.
+/// Stdin. A pipe (as ssh gives its ProxyCommand) is read by the runtime itself; anything else
+/// (a terminal, a file, a socket) on a thread of its own.
+pub fn stdin() -> Stdin {
+    match Nonblocking::pipe(std::io::stdin().as_fd(), pipe::Receiver::from_owned_fd) {
+        Ok((pipe, restore)) => Stdin::Pipe(Chunked::new(pipe), restore),
+        Err(_) => Stdin::Thread(thread_stdin()),
+    }
+}
+
+/// See [`stdin`].
+pub enum Stdin {
+    Pipe(Chunked<pipe::Receiver>, Nonblocking),
+    Thread(ThreadStdin),
+}
+
+impl ChunkRead for Stdin {
+    async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        match self {
+            Stdin::Pipe(pipe, _) => pipe.read_chunk().await,
+            Stdin::Thread(thread) => thread.chunks.recv().await.transpose(),
+        }
+    }
+}
+
+/// Stdout. A pipe is written by the runtime itself; anything else on a thread of its own.
+pub fn stdout() -> Stdout {
+    match Nonblocking::pipe(std::io::stdout().as_fd(), pipe::Sender::from_owned_fd) {
+        Ok((pipe, restore)) => Stdout::Pipe(Chunked::new(pipe), restore),
+        Err(_) => Stdout::Thread(thread_stdout()),
+    }
+}
+
+/// See [`stdout`].
+pub enum Stdout {
+    Pipe(Chunked<pipe::Sender>, Nonblocking),
+    Thread(ThreadStdout),
+}
+
+impl ChunkWrite for Stdout {
+    async fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
+        match self {
+            Stdout::Pipe(pipe, _) => pipe.write_chunk(chunk).await,
+            Stdout::Thread(thread) => thread.write_chunk(chunk).await,
+        }
+    }
+
+    async fn finish(&mut self) -> io::Result<()> {
+        match self {
+            // A pipe has nothing queued, and its write end closes when eic exits.
+            Stdout::Pipe(..) => Ok(()),
+            Stdout::Thread(thread) => thread.outcome().await,
+        }
+    }
+}
+
+/// A pipe driven by the runtime needs `O_NONBLOCK`, which belongs to the open file description
+/// that eic may share with other processes (`(eic ...; echo done) | less`): the original flags
+/// come back when this is dropped.
+pub struct Nonblocking {
+    fd: OwnedFd,
+    flags: OFlag,
+}
+
+impl Nonblocking {
+    /// `open` (tokio's `from_owned_fd`) on a duplicate of `fd`, if `fd` is a pipe.
+    fn pipe<P>(
+        fd: BorrowedFd<'_>,
+        open: impl FnOnce(OwnedFd) -> io::Result<P>,
+    ) -> io::Result<(P, Nonblocking)> {
+        let restore = Nonblocking {
+            fd: fd.try_clone_to_owned()?,
+            flags: OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?),
+        };
+        Ok((open(fd.try_clone_to_owned()?)?, restore))
+    }
+}
+
+impl Drop for Nonblocking {
+    fn drop(&mut self) {
+        let _ = fcntl(&self.fd, FcntlArg::F_SETFL(self.flags));
+    }
+}
+
+/// Stdin read on a thread of its own.
 ///
 /// A blocking read cannot be cancelled. `tokio::io::stdin` does it in the runtime's blocking
 /// pool, whose shutdown waits for it: when the endpoint ended the tunnel while stdin stayed
 /// open (ssh keeps it open), eic did not exit until the next input. This thread is simply left
 /// behind when the process exits.
-pub fn stdin() -> Stdin {
+fn thread_stdin() -> ThreadStdin {
     let (tx, chunks) = mpsc::channel(4);
     std::thread::spawn(move || {
         use std::io::Read;
@@ -472,26 +557,20 @@ pub fn stdin() -> Stdin {
             }
         }
     });
-    Stdin { chunks }
+    ThreadStdin { chunks }
 }
 
-/// The receiving end of [`stdin`]'s thread; the thread's end is EOF.
-pub struct Stdin {
+/// The receiving end of [`thread_stdin`]; the thread's end is EOF.
+pub struct ThreadStdin {
     chunks: mpsc::Receiver<io::Result<Bytes>>,
 }
 
-impl ChunkRead for Stdin {
-    async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        self.chunks.recv().await.transpose()
-    }
-}
-
-/// Stdout, written on a thread of its own.
+/// Stdout written on a thread of its own.
 ///
 /// Writing each chunk through tokio's blocking pool, then waiting for it to flush, made every
 /// chunk a thread round trip: the next frame was not decrypted while the last was written.
 /// Here the chunks queue (4 deep) and are written while the next ones arrive.
-pub fn stdout() -> Stdout {
+fn thread_stdout() -> ThreadStdout {
     let (chunks, mut rx) = mpsc::channel::<Bytes>(4);
     let (done_tx, done) = oneshot::channel();
     std::thread::spawn(move || {
@@ -512,32 +591,19 @@ pub fn stdout() -> Stdout {
         }
         let _ = done_tx.send(result.map(drop));
     });
-    Stdout {
+    ThreadStdout {
         chunks: Some(chunks),
         done: Some(done),
     }
 }
 
-/// The sending end of [`stdout`]'s thread.
-pub struct Stdout {
+/// The sending end of [`thread_stdout`].
+pub struct ThreadStdout {
     chunks: Option<mpsc::Sender<Bytes>>,
     done: Option<oneshot::Receiver<io::Result<()>>>,
 }
 
-impl Stdout {
-    /// Waits for the thread to end and returns how its writing went.
-    async fn outcome(&mut self) -> io::Result<()> {
-        self.chunks = None;
-        match self.done.take() {
-            Some(done) => done
-                .await
-                .unwrap_or_else(|_| Err(io::Error::other("the stdout thread died"))),
-            None => Ok(()),
-        }
-    }
-}
-
-impl ChunkWrite for Stdout {
+impl ThreadStdout {
     async fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
         let sent = match &self.chunks {
             Some(chunks) => chunks.send(chunk).await.is_ok(),
@@ -551,8 +617,15 @@ impl ChunkWrite for Stdout {
         Err(io::ErrorKind::BrokenPipe.into())
     }
 
-    async fn finish(&mut self) -> io::Result<()> {
-        self.outcome().await
+    /// Waits for the thread to end and returns how its writing went.
+    async fn outcome(&mut self) -> io::Result<()> {
+        self.chunks = None;
+        match self.done.take() {
+            Some(done) => done
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("the stdout thread died"))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -367,3 +367,85 @@ async fn a_closed_stdout_ends_eic_quietly() {
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
     feed.await.unwrap();
 }
+
+/// Pipes (as ssh gives its ProxyCommand) are driven by the runtime with `O_NONBLOCK`; the flag
+/// belongs to the open file description, which eic shares, so it is cleared again at exit.
+#[tokio::test]
+async fn pipes_are_driven_nonblocking_and_left_blocking() {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::io::{Read, Write};
+    let nonblocking = |fd: &dyn std::os::fd::AsFd| {
+        OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL).unwrap())
+            .contains(OFlag::O_NONBLOCK)
+    };
+    let lab = Lab::start_echo(Faults::default()).await;
+    let (stdin_r, mut stdin_w) = std::io::pipe().unwrap();
+    let (mut stdout_r, stdout_w) = std::io::pipe().unwrap();
+    let (stdin_keep, stdout_keep) = (stdin_r.try_clone().unwrap(), stdout_w.try_clone().unwrap());
+    let mut cmd = lab.eic(&[
+        "open-tunnel",
+        "--instance-id",
+        INSTANCE,
+        "--remote-port",
+        "3389",
+    ]);
+    cmd.stdin(stdin_r).stdout(stdout_w);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+
+    stdin_w.write_all(b"ping").unwrap();
+    let echoed = tokio::task::spawn_blocking(move || {
+        let mut echoed = [0u8; 4];
+        stdout_r.read_exact(&mut echoed).map(|()| echoed)
+    });
+    let echoed = timeout(LIMIT, echoed).await.unwrap().unwrap().unwrap();
+    assert_eq!(&echoed, b"ping");
+    assert!(nonblocking(&stdin_keep) && nonblocking(&stdout_keep));
+
+    drop(stdin_w);
+    let status = timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!nonblocking(&stdin_keep), "stdin left O_NONBLOCK");
+    assert!(!nonblocking(&stdout_keep), "stdout left O_NONBLOCK");
+}
+
+/// Stdin and stdout that are not pipes (sockets here; a terminal or a file alike) are served by
+/// threads of their own.
+#[tokio::test]
+async fn sockets_as_stdin_and_stdout() {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    let lab = Lab::start_echo(Faults::default()).await;
+    let (stdin_child, stdin_ours) = UnixStream::pair().unwrap();
+    let (stdout_child, stdout_ours) = UnixStream::pair().unwrap();
+    let mut cmd = lab.eic(&[
+        "open-tunnel",
+        "--instance-id",
+        INSTANCE,
+        "--remote-port",
+        "3389",
+    ]);
+    cmd.stdin(OwnedFd::from(stdin_child))
+        .stdout(OwnedFd::from(stdout_child));
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+
+    for ours in [&stdin_ours, &stdout_ours] {
+        ours.set_nonblocking(true).unwrap();
+    }
+    let mut stdin = tokio::net::UnixStream::from_std(stdin_ours).unwrap();
+    let mut stdout = tokio::net::UnixStream::from_std(stdout_ours).unwrap();
+    let data = payload(4 << 20, 9);
+    let mut echoed = vec![0u8; data.len()];
+    let (sent, received) = timeout(LIMIT, async {
+        tokio::join!(stdin.write_all(&data), stdout.read_exact(&mut echoed))
+    })
+    .await
+    .expect("the echo comes back in time");
+    sent.unwrap();
+    received.unwrap();
+    assert_eq!(sha256(&echoed), sha256(&data));
+    drop(stdin);
+    let status = timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
