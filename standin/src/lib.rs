@@ -414,12 +414,17 @@ async fn api(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let rid = request_id();
-    let action = match &target {
-        Some(target) => target.rsplit('.').next().unwrap_or("").to_string(),
+    // The action and its parameters: JSON fields for EC2 Instance Connect, the form (query and
+    // body) for EC2.
+    let (action, params) = match &target {
+        Some(target) => (
+            target.rsplit('.').next().unwrap_or("").to_string(),
+            connect::fields(&body),
+        ),
         None => {
             let mut params = form_decode(&query);
             params.extend(form_decode(&String::from_utf8_lossy(&body)));
-            params.get("Action").cloned().unwrap_or_default()
+            (params.get("Action").cloned().unwrap_or_default(), params)
         }
     };
     answer_together(&shared, &action).await;
@@ -429,10 +434,8 @@ async fn api(
     let authentic = known
         .as_ref()
         .is_some_and(|(_, t)| t.as_deref() == token.as_deref());
-    let (action, params, reply) = if let Some(target) = target {
-        let params = connect::fields(&body);
-        let action = target.rsplit('.').next().unwrap_or("").to_string();
-        let reply = if target != connect::TARGET {
+    let reply = if let Some(target) = target {
+        if target != connect::TARGET {
             connect::error(
                 400,
                 "UnknownOperationException",
@@ -452,23 +455,16 @@ async fn api(
             )
         } else {
             connect::handle(&mut world, &body, &rid)
-        };
-        (action, params, reply)
+        }
+    } else if !authentic {
+        ec2::error(
+            401,
+            "AuthFailure",
+            "AWS was not able to validate the provided access credentials",
+            &rid,
+        )
     } else {
-        let mut params = form_decode(&query);
-        params.extend(form_decode(&String::from_utf8_lossy(&body)));
-        let action = params.get("Action").cloned().unwrap_or_default();
-        let reply = if !authentic {
-            ec2::error(
-                401,
-                "AuthFailure",
-                "AWS was not able to validate the provided access credentials",
-                &rid,
-            )
-        } else {
-            ec2::handle(&mut world, &shared.own, &params, &rid)
-        };
-        (action, params, reply)
+        ec2::handle(&mut world, &shared.own, &params, &rid)
     };
     world.calls.push(Call {
         action,
