@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use eic::ssh_command::shell_quote;
@@ -90,25 +90,7 @@ impl Lab {
             format!("* {}\n", sshd.host_public_key()),
         )?;
         let key = home.path().join("id_bench");
-        let out = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key)
-            .stdin(Stdio::null())
-            .output()
-            .context("running ssh-keygen")?;
-        if !out.status.success() {
-            bail!(
-                "ssh-keygen failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let public = std::fs::read_to_string(key.with_extension("pub"))?;
-        eic_standin::connect::install_key(
-            sshd.authorized_keys_dir(),
-            sshd.user(),
-            public.trim(),
-            SystemTime::now() + Duration::from_secs(24 * 3600),
-        )?;
+        sshd.authorize_new_key(&key, Duration::from_secs(24 * 3600))?;
         let runtime_dir = tempfile::Builder::new().prefix("eic-bench-xdg").tempdir()?;
         Ok(Lab {
             standin,

@@ -85,30 +85,7 @@ impl Sshd {
         std::fs::create_dir(&keys_dir)?;
         std::fs::set_permissions(&keys_dir, std::fs::Permissions::from_mode(0o755))?;
         let host_key = dir.path().join("host_ed25519");
-        let out = Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "eic-standin-host",
-                "-f",
-            ])
-            .arg(&host_key)
-            .stdin(Stdio::null())
-            .output()
-            .context("running ssh-keygen")?;
-        if !out.status.success() {
-            bail!(
-                "ssh-keygen failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let host_public_key = std::fs::read_to_string(host_key.with_extension("pub"))?
-            .trim()
-            .to_string();
+        let host_public_key = keygen(&host_key, "eic-standin-host")?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let config = dir.path().join("sshd_config");
@@ -185,6 +162,19 @@ impl Sshd {
         self.addr
     }
     /// The AuthorizedKeysFile directory (`<dir>/%u`); give it to [`crate::World::authorized_keys_dir`].
+    /// Makes a new client key pair at `key` (and `key.pub`) and authorizes it for
+    /// [`Sshd::user`] for `valid_for`, as if it had been pushed with SendSSHPublicKey.
+    pub fn authorize_new_key(&self, key: &Path, valid_for: Duration) -> anyhow::Result<()> {
+        let public = keygen(key, "eic-standin-client")?;
+        crate::connect::install_key(
+            self.authorized_keys_dir(),
+            self.user(),
+            &public,
+            std::time::SystemTime::now() + valid_for,
+        )?;
+        Ok(())
+    }
+
     pub fn authorized_keys_dir(&self) -> &Path {
         &self.keys_dir
     }
@@ -244,4 +234,24 @@ impl Sshd {
         .map(|s| s.to_string())
         .collect())
     }
+}
+
+/// Makes an Ed25519 key pair without a passphrase at `path` (and `path.pub`); returns the public
+/// key line.
+fn keygen(path: &Path, comment: &str) -> anyhow::Result<String> {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .context("running ssh-keygen")?;
+    if !out.status.success() {
+        bail!(
+            "ssh-keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(std::fs::read_to_string(path.with_extension("pub"))?
+        .trim()
+        .to_string())
 }

@@ -77,21 +77,9 @@ impl Lab {
     /// A fresh client key, authorized on the sshd for an hour (as if pushed long ago).
     pub fn authorized_key(&self) -> PathBuf {
         let key = self.home.path().join(format!("id_{}", rand_suffix()));
-        let status = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key)
-            .status()
-            .expect("ssh-keygen runs");
-        assert!(status.success());
-        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-        let expiry = std::time::SystemTime::now() + Duration::from_secs(3600);
-        eic_standin::connect::install_key(
-            self.sshd.authorized_keys_dir(),
-            self.sshd.user(),
-            public.trim(),
-            expiry,
-        )
-        .unwrap();
+        self.sshd
+            .authorize_new_key(&key, Duration::from_secs(3600))
+            .expect("ssh-keygen makes a key and the sshd accepts it");
         key
     }
 
