@@ -382,13 +382,7 @@ async fn pipes_are_driven_nonblocking_and_left_blocking() {
     let (stdin_r, mut stdin_w) = std::io::pipe().unwrap();
     let (mut stdout_r, stdout_w) = std::io::pipe().unwrap();
     let (stdin_keep, stdout_keep) = (stdin_r.try_clone().unwrap(), stdout_w.try_clone().unwrap());
-    let mut cmd = lab.eic(&[
-        "open-tunnel",
-        "--instance-id",
-        INSTANCE,
-        "--remote-port",
-        "3389",
-    ]);
+    let mut cmd = lab.stdio_tunnel(&["--instance-id", INSTANCE, "--remote-port", "3389"]);
     cmd.stdin(stdin_r).stdout(stdout_w);
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
@@ -418,13 +412,7 @@ async fn sockets_as_stdin_and_stdout() {
     let lab = Lab::start_echo(Faults::default()).await;
     let (stdin_child, stdin_ours) = UnixStream::pair().unwrap();
     let (stdout_child, stdout_ours) = UnixStream::pair().unwrap();
-    let mut cmd = lab.eic(&[
-        "open-tunnel",
-        "--instance-id",
-        INSTANCE,
-        "--remote-port",
-        "3389",
-    ]);
+    let mut cmd = lab.stdio_tunnel(&["--instance-id", INSTANCE, "--remote-port", "3389"]);
     cmd.stdin(OwnedFd::from(stdin_child))
         .stdout(OwnedFd::from(stdout_child));
     let mut child = cmd.spawn().unwrap();
