@@ -429,10 +429,7 @@ pub async fn pump(
         // Deliver what is queued however the tunnel ended: the bytes before a close code count.
         let finished = local_write.finish().await;
         relayed?;
-        match finished {
-            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e),
-            _ => Ok(()),
-        }
+        finished
     };
     tokio::pin!(up, down);
     let result = tokio::select! {
