@@ -257,26 +257,49 @@ async fn tcp_upload(lab: &Lab, addr: std::net::SocketAddr, bytes: u64) -> anyhow
 async fn tcp_download(lab: &Lab, addr: std::net::SocketAddr, bytes: u64) -> anyhow::Result<f64> {
     lab.source.set_size(bytes);
     let mut tcp = connect(addr).await?;
+    let read = read_timed(&mut tcp, bytes, "a download via TCP").await?;
+    if read.got < bytes {
+        bail!("got {} of {bytes} bytes via {addr}", read.got);
+    }
+    Ok(bytes as f64 / MIB / read.secs()?)
+}
+
+/// What [`read_timed`] read: how many bytes, and when the first and the last arrived.
+struct Timed {
+    got: u64,
+    span: Option<(Instant, Instant)>,
+}
+
+impl Timed {
+    /// Seconds from the first byte to the last.
+    fn secs(&self) -> anyhow::Result<f64> {
+        let (first, last) = self.span.context("no byte arrived")?;
+        Ok(last.duration_since(first).as_secs_f64())
+    }
+}
+
+/// Reads until EOF or until `limit` bytes have arrived (within `TRANSFER_LIMIT`).
+async fn read_timed(
+    reader: &mut (impl AsyncRead + Unpin),
+    limit: u64,
+    what: &str,
+) -> anyhow::Result<Timed> {
     let mut buf = vec![0u8; 4 * IO_CHUNK];
-    let (mut got, mut first) = (0u64, None);
-    within(TRANSFER_LIMIT, "a download via TCP", async {
-        while got < bytes {
-            let n = tcp.read(&mut buf).await?;
+    let mut read = Timed { got: 0, span: None };
+    within(TRANSFER_LIMIT, what, async {
+        while read.got < limit {
+            let n = reader.read(&mut buf).await?;
             if n == 0 {
                 break;
             }
-            first.get_or_insert_with(Instant::now);
-            got += n as u64;
+            let now = Instant::now();
+            read.span = Some((read.span.map_or(now, |(first, _)| first), now));
+            read.got += n as u64;
         }
         Ok::<_, std::io::Error>(())
     })
     .await??;
-    let done = Instant::now();
-    if got < bytes {
-        bail!("got {got} of {bytes} bytes via {addr}");
-    }
-    let first = first.context("no byte arrived")?;
-    Ok(bytes as f64 / MIB / done.duration_since(first).as_secs_f64())
+    Ok(read)
 }
 
 /// The stdio tunnel process to the sink (eic) or its reference (socat to the relay).
@@ -348,25 +371,11 @@ async fn download(lab: &Lab, who: Who, bytes: u64) -> anyhow::Result<Transfer> {
     let mut proc = Proc::spawn(what, &mut cmd, Stdio::piped(), Stdio::piped())?;
     let stdin = proc.child.stdin.take().context("piped stdin")?;
     let mut stdout = proc.child.stdout.take().context("piped stdout")?;
-    let mut buf = vec![0u8; 4 * IO_CHUNK];
-    let mut got = 0u64;
-    let mut first = None;
-    within(TRANSFER_LIMIT, what, async {
-        while got < bytes {
-            let n = stdout.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            first.get_or_insert_with(Instant::now);
-            got += n as u64;
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await??;
-    let done = Instant::now();
-    if got < bytes {
+    let read = read_timed(&mut stdout, bytes, what).await?;
+    if read.got < bytes {
         bail!(
-            "{what}: got {got} of {bytes} bytes; stderr:\n{}",
+            "{what}: got {} of {bytes} bytes; stderr:\n{}",
+            read.got,
             proc.stderr_text()
         );
     }
@@ -375,15 +384,15 @@ async fn download(lab: &Lab, who: Who, bytes: u64) -> anyhow::Result<Transfer> {
     let split = rss_split(proc.pid);
     let server_cpu = cpu_seconds(std::process::id())? - server_cpu;
     drop(stdin);
-    within(SHORT, what, async {
-        while stdout.read(&mut buf).await? > 0 {}
-        Ok::<_, std::io::Error>(())
-    })
+    within(
+        SHORT,
+        what,
+        tokio::io::copy(&mut stdout, &mut tokio::io::sink()),
+    )
     .await??;
     proc.finish(SHORT).await?;
-    let first = first.context("no byte arrived")?;
     Ok(Transfer {
-        secs: done.duration_since(first).as_secs_f64(),
+        secs: read.secs()?,
         cpu,
         rss,
         split,
@@ -482,31 +491,13 @@ async fn ssh_download(
     let mut cmd = lab.ssh(proxy, &format!("cat '{}'", file.display()));
     let mut proc = Proc::spawn("ssh download", &mut cmd, Stdio::null(), Stdio::piped())?;
     let mut stdout = proc.child.stdout.take().context("piped stdout")?;
-    let mut buf = vec![0u8; 4 * IO_CHUNK];
-    let (mut got, mut first, mut last) = (0u64, None, None);
-    within(TRANSFER_LIMIT, "ssh download", async {
-        loop {
-            let n = stdout.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            let now = Instant::now();
-            first.get_or_insert(now);
-            last = Some(now);
-            got += n as u64;
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await??;
+    // To EOF: more bytes than the file has would be an error too.
+    let read = read_timed(&mut stdout, u64::MAX, "ssh download").await?;
     proc.finish(SHORT).await?;
-    if got != bytes {
-        bail!("ssh download: got {got} of {bytes} bytes");
+    if read.got != bytes {
+        bail!("ssh download: got {} of {bytes} bytes", read.got);
     }
-    let secs = last
-        .zip(first)
-        .map(|(l, f)| l.duration_since(f).as_secs_f64())
-        .context("no byte arrived")?;
-    Ok(bytes as f64 / MIB / secs)
+    Ok(bytes as f64 / MIB / read.secs()?)
 }
 
 // ---- B3 and B4: login time, without and with 50 ms of API latency ----
