@@ -8,7 +8,7 @@
 //!
 //! Environment:
 //! - `EIC_BENCH_SCALE` (default 1): multiplies the transfer sizes (B1 1 GiB, B2 256 MiB).
-//! - `EIC_BENCH_RUNS` (default 5): runs per case (B3/B4 do twice as many, B7 four times).
+//! - `EIC_BENCH_RUNS` (default 5): runs per case (B2 and B3/B4 do twice as many, B7 four times).
 //! - `EIC_BENCH_PINGS` (default 1000): round trips per B5 sample.
 //! - `EIC_BENCH_CASES` (default all), or arguments: e.g. `B1,B5` (B6's stdio figure comes
 //!   with B1, its listener figure with B6; B4 comes with B3).
