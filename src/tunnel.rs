@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::unix::pipe;
@@ -405,6 +405,32 @@ pub async fn pump(
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (mut tunnel_read, mut tunnel_write) = tunnel.split();
+    let result = relay(
+        &mut local_read,
+        &mut local_write,
+        &mut tunnel_read,
+        &mut tunnel_write,
+        stop,
+    )
+    .await;
+    // The server's close frame has a reply queued (RFC 6455 5.5.1): send it if the socket takes
+    // it now, without waiting.
+    let _ = tunnel_write.flush().now_or_never();
+    match result {
+        // The reader of our output went away (`| head`): nothing left to deliver.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(tunnel_error),
+    }
+}
+
+/// Both directions of [`pump`], until the tunnel ends.
+async fn relay(
+    local_read: &mut impl ChunkRead,
+    local_write: &mut impl ChunkWrite,
+    tunnel_read: &mut TunnelReader,
+    tunnel_write: &mut TunnelWriter,
+    stop: impl Future<Output = ()>,
+) -> io::Result<()> {
     let up = async {
         let copy = async {
             while let Some(chunk) = local_read.read_chunk().await? {
@@ -432,17 +458,12 @@ pub async fn pump(
         finished
     };
     tokio::pin!(up, down);
-    let result = tokio::select! {
+    tokio::select! {
         result = &mut down => result,
         result = &mut up => match result {
             Ok(()) => down.await,
             Err(e) => Err(e),
         }
-    };
-    match result {
-        // The reader of our output went away (`| head`): nothing left to deliver.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map_err(tunnel_error),
     }
 }
 

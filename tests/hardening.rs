@@ -127,6 +127,56 @@ async fn a_close_reason_that_is_not_utf8_is_a_clean_255() {
 }
 
 #[tokio::test]
+async fn pings_are_answered_fragments_joined_and_a_close_echoed() {
+    // Every kind of frame an endpoint may send, hand-made: eic must answer the ping with its
+    // payload, pass the fragmented message on as one byte stream, and echo the close code.
+    let mut raw = frame(0x9, b"are you there");
+    let mut first = frame(0x2, b"frag");
+    first[0] &= 0x7f; // FIN clear: the message continues
+    raw.extend_from_slice(&first);
+    raw.extend_from_slice(&frame(0xa, b"unasked pong"));
+    raw.extend_from_slice(&frame(0x0, b"mented"));
+    raw.extend_from_slice(&frame(0x2, b""));
+    raw.extend_from_slice(&frame(0x2, b" and whole"));
+    raw.extend_from_slice(&frame(0x8, &1000u16.to_be_bytes()));
+    let lab = Lab::start_echo(faults(|f| f.raw_after_upgrade = Some(raw))).await;
+    let ended = stdio_until_exit(&lab, &[], b"").await;
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+    assert_eq!(ended.stdout, b"fragmented and whole");
+    assert!(ended.stderr.is_empty(), "{}", ended.stderr);
+    let drained = lab.standin.drained(2, Duration::from_secs(5)).await;
+    assert_eq!(drained, ["pong are you there", "close 1000"]);
+}
+
+#[tokio::test]
+async fn broken_fragments_and_masked_frames_are_protocol_errors() {
+    let mut masked = frame(0x2, b"");
+    masked[1] |= 0x80;
+    masked.extend_from_slice(&[1, 2, 3, 4]);
+    let mut open = frame(0x2, b"a");
+    open[0] &= 0x7f;
+    let mut interrupted = open.clone();
+    interrupted.extend_from_slice(&frame(0x2, b"b"));
+    for (raw, what) in [
+        (masked, "masked frame from server"),
+        (frame(0x0, b"x"), "nothing to continue"),
+        (interrupted, "waiting for more fragments"),
+        (frame(0x9, &[0u8; 126]), "Control frame too big"),
+        (frame(0x1, b"text"), "the endpoint sent a text frame"),
+    ] {
+        let lab = Lab::start_echo(faults(|f| f.raw_after_upgrade = Some(raw))).await;
+        let ended = stdio_until_exit(&lab, &[], b"").await;
+        assert_eq!(ended.code, Some(255), "{what}: {}", ended.stderr);
+        let lines: Vec<&str> = ended.stderr.lines().collect();
+        assert!(
+            lines.len() == 1 && lines[0].contains("protocol error") && lines[0].contains(what),
+            "{what}: {}",
+            ended.stderr
+        );
+    }
+}
+
+#[tokio::test]
 async fn random_frame_sequences_never_panic_or_hang() {
     // Seeded, so a failure is reproducible: valid and invalid opcodes, lengths, reserved bits.
     let mut x = 0x9e37_79b9_7f4a_7c15u64;

@@ -155,13 +155,13 @@ async fn connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) 
         let raw = ws.get_mut();
         let _ = raw.write_all(&garbage).await;
         let _ = raw.flush().await;
-        return drain(ws).await;
+        return drain(ws, &shared).await;
     }
     if let Some(bytes) = &faults.raw_after_upgrade {
         let raw = ws.get_mut();
         let _ = raw.write_all(bytes).await;
         let _ = raw.flush().await;
-        return drain(ws).await;
+        return drain(ws, &shared).await;
     }
     if faults.oversized_frame {
         let mut header = vec![0x82u8, 127];
@@ -170,7 +170,7 @@ async fn connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) 
         let raw = ws.get_mut();
         let _ = raw.write_all(&header).await;
         let _ = raw.flush().await;
-        return drain(ws).await;
+        return drain(ws, &shared).await;
     }
     let target = match plan.target {
         Some(addr) => tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
@@ -181,7 +181,7 @@ async fn connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) 
     };
     let Some(target) = target else {
         let _ = ws.send(close(1011, CONNECT_FAILED)).await;
-        return drain(ws).await;
+        return drain(ws, &shared).await;
     };
     let _ = target.set_nodelay(true);
     relay(ws, target, faults, plan.max_duration).await;
@@ -194,10 +194,23 @@ fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
-/// Read (and drop) client frames until the client goes away, at most a minute.
-async fn drain(mut ws: Ws) {
+/// Read client frames until the client goes away, at most a minute, noting each in
+/// `World::drained`.
+async fn drain(mut ws: Ws, shared: &Shared) {
     let _ = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(Ok(_)) = ws.next().await {}
+        while let Some(Ok(message)) = ws.next().await {
+            let seen = match &message {
+                Message::Pong(p) => format!("pong {}", String::from_utf8_lossy(p)),
+                Message::Close(f) => {
+                    format!("close {}", f.as_ref().map_or(0, |f| u16::from(f.code)))
+                }
+                Message::Binary(b) => format!("binary {}", b.len()),
+                Message::Ping(_) => "ping".into(),
+                Message::Text(_) => "text".into(),
+                Message::Frame(_) => "frame".into(),
+            };
+            shared.drained.send_modify(|d| d.push(seen));
+        }
     })
     .await;
     shutdown(ws).await;

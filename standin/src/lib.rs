@@ -45,6 +45,9 @@ pub(crate) struct Shared {
     pub own: OwnNames,
     /// The API actions that have arrived so far (for `Faults::answer_together`).
     pub arrived: tokio::sync::watch::Sender<Vec<String>>,
+    /// What clients sent on tunnels that were only drained (after a fault such as
+    /// `raw_after_upgrade`), one entry per message: `pong PAYLOAD`, `close CODE`, `binary LEN`.
+    pub drained: tokio::sync::watch::Sender<Vec<String>>,
 }
 
 /// Holds a call named in `Faults::answer_together` until all of those actions have arrived,
@@ -177,6 +180,7 @@ impl StandIn {
                 fips: format!("127.0.0.1:{}", eice_addr.port()),
             },
             arrived: tokio::sync::watch::Sender::new(Vec::new()),
+            drained: tokio::sync::watch::Sender::new(Vec::new()),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
         let tasks = vec![
@@ -303,6 +307,14 @@ impl StandIn {
             .iter()
             .filter(|c| c.action == action)
             .count()
+    }
+    /// What clients sent on drained tunnels (see `Shared::drained`), once there are `n`
+    /// entries or `limit` has passed.
+    pub async fn drained(&self, n: usize, limit: Duration) -> Vec<String> {
+        let mut seen = self.shared.drained.subscribe();
+        let _ = tokio::time::timeout(limit, seen.wait_for(|d| d.len() >= n)).await;
+        let drained = seen.borrow().clone();
+        drained
     }
     pub fn clear_calls(&self) {
         self.world().calls.clear();
