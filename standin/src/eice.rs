@@ -195,7 +195,7 @@ fn close(code: u16, reason: &str) -> Message {
 }
 
 /// Read client frames until the client goes away, at most a minute, noting each in
-/// `World::drained`.
+/// `Shared::drained`.
 async fn drain(mut ws: Ws, shared: &Shared) {
     let _ = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(Ok(message)) = ws.next().await {
