@@ -14,7 +14,8 @@ Examples:
     eic ssh --instance-id i-0123456789abcdef0
 
   Log in as another user, always through the endpoint:
-    eic ssh --instance-id i-0123456789abcdef0 --os-user ubuntu --connection-type eice
+    eic ssh --instance-id i-0123456789abcdef0 --os-user ubuntu \\
+      --connection-type eice
 
   Run one command (extra ssh options and the remote command follow `--`):
     eic ssh --instance-id i-0123456789abcdef0 -- -t sudo journalctl -f
@@ -25,7 +26,8 @@ Examples:
       --eice-options endpointId=eice-0123456789abcdef0,maxTunnelDuration=600
 
   Forward local port 8080 to port 80 on the instance:
-    eic ssh --instance-id i-0123456789abcdef0 --local-forwarding 8080:localhost:80
+    eic ssh --instance-id i-0123456789abcdef0 \\
+      --local-forwarding 8080:localhost:80
 
   Show the ssh command eic would run, without pushing a key:
     eic ssh --instance-id i-0123456789abcdef0 --dry-run";
@@ -33,14 +35,17 @@ Examples:
 const TUNNEL_EXAMPLES: &str = "\
 Examples:
   As an ssh ProxyCommand (stdin/stdout are the tunnel):
-    ssh -o ProxyCommand='eic open-tunnel --instance-id %h' ec2-user@i-0123456789abcdef0
+    ssh -o ProxyCommand='eic open-tunnel --instance-id %h' \\
+      ec2-user@i-0123456789abcdef0
 
   Listen on a local port (RDP to a Windows instance on localhost:3389):
-    eic open-tunnel --instance-id i-0123456789abcdef0 --remote-port 3389 --local-port 3389
+    eic open-tunnel --instance-id i-0123456789abcdef0 \\
+      --remote-port 3389 --local-port 3389
 
   No API call at all when the endpoint and the address are given:
     eic open-tunnel --instance-connect-endpoint-id eice-0123456789abcdef0 \\
-      --instance-connect-endpoint-dns-name eice-0123456789abcdef0.1a2b3c4d.ec2-instance-connect-endpoint.us-east-1.amazonaws.com \\
+      --instance-connect-endpoint-dns-name \\
+      eice-0123456789abcdef0.1a2b3c4d.ec2-instance-connect-endpoint.us-east-1.amazonaws.com \\
       --private-ip-address 10.0.0.5";
 
 /// Connect to EC2 instances in private subnets through EC2 Instance Connect Endpoints.
@@ -96,8 +101,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `eic man > eic.1`.
-    Man,
+    /// Print the man page (roff) of eic, or of one COMMAND: `eic man ssh > eic-ssh.1`.
+    Man {
+        /// The subcommand whose page to print (eic-COMMAND(1)).
+        #[arg(value_name = "COMMAND", value_parser = MAN_PAGES)]
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -477,6 +486,61 @@ pub fn parse_eice_options(value: &str) -> Result<EiceOptions, String> {
     })
 }
 
+/// The subcommands with a page of their own (`eic-ssh(1)`), as the main page lists them.
+const MAN_PAGES: [&str; 6] = [
+    "ssh",
+    "open-tunnel",
+    "proxy",
+    "ssh-config",
+    "completions",
+    "man",
+];
+
+/// The man page (roff) of eic, or of one of its subcommands. The examples keep their lines, as
+/// in `--help`: clap_mangen would fill them into one paragraph.
+pub fn man_page(subcommand: Option<&str>) -> std::io::Result<Vec<u8>> {
+    let mut eic = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    eic.build();
+    let command = match subcommand {
+        Some(name) => eic
+            .find_subcommand(name)
+            .cloned()
+            .ok_or_else(|| std::io::Error::other(format!("no man page for {name}")))?,
+        None => eic,
+    };
+    let man = clap_mangen::Man::new(command.clone());
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    if command.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut page)?;
+    }
+    if command.has_subcommands() {
+        man.render_subcommands_section(&mut page)?;
+    }
+    if let Some(text) = command.get_after_help() {
+        let text = text.to_string();
+        let text = text.strip_prefix("Examples:\n").unwrap_or(&text);
+        page.extend_from_slice(b".SH EXAMPLES\n.nf\n");
+        for line in text.lines() {
+            // Backslashes and minus signs as roff wants them; a leading dot is not a request.
+            let line = line.replace('\\', "\\e").replace('-', "\\-");
+            if line.starts_with(['.', '\'']) {
+                page.extend_from_slice(b"\\&");
+            }
+            page.extend_from_slice(line.as_bytes());
+            page.push(b'\n');
+        }
+        page.extend_from_slice(b".fi\n");
+    }
+    if command.get_version().is_some() {
+        man.render_version_section(&mut page)?;
+    }
+    Ok(page)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,5 +806,58 @@ mod tests {
     fn clap_definitions_are_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn examples_keep_their_lines_in_help() {
+        use clap::CommandFactory;
+        for (name, examples) in [("ssh", SSH_EXAMPLES), ("open-tunnel", TUNNEL_EXAMPLES)] {
+            let help = Cli::command()
+                .find_subcommand_mut(name)
+                .expect("subcommand")
+                .render_long_help()
+                .to_string();
+            let lines: Vec<&str> = help.lines().map(str::trim_end).collect();
+            for line in examples.lines() {
+                // Copied into a shell, a line that clap wrapped would be two commands.
+                assert!(lines.contains(&line), "{name}: wrapped: {line:?}\n{help}");
+                assert!(line.len() <= 100, "{name}: too long for --help: {line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_subcommand_has_a_man_page() {
+        use clap::CommandFactory;
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        assert_eq!(names, MAN_PAGES);
+        for name in MAN_PAGES {
+            let page = String::from_utf8(man_page(Some(name)).unwrap()).unwrap();
+            assert!(page.contains(&format!(".TH eic-{name} 1")), "{page}");
+            assert!(!page.contains("EXTRA"), "{page}");
+        }
+        let main = String::from_utf8(man_page(None).unwrap()).unwrap();
+        assert!(
+            main.contains(".TH eic 1") && main.contains("eic\\-ssh(1)"),
+            "{main}"
+        );
+        assert!(!main.contains("eic\\-help(1)"), "{main}");
+    }
+
+    #[test]
+    fn man_examples_are_not_filled() {
+        let page = String::from_utf8(man_page(Some("open-tunnel")).unwrap()).unwrap();
+        let examples = page.split(".SH EXAMPLES\n.nf\n").nth(1).expect("examples");
+        let (examples, _) = examples.split_once(".fi\n").expect("end of examples");
+        assert_eq!(
+            examples.lines().count(),
+            TUNNEL_EXAMPLES.lines().count() - 1
+        );
+        assert!(examples.contains(
+            "    eic open\\-tunnel \\-\\-instance\\-connect\\-endpoint\\-id eice\\-0123456789abcdef0 \\e\n"
+        ));
     }
 }

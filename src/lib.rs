@@ -50,12 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 clap_complete::generate(*shell, &mut command, "eic", &mut script);
                 print_out(&script)
             }
-            Command::Man => {
-                let mut page = Vec::new();
-                clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-                    .render(&mut page)?;
-                print_out(&page)
-            }
+            Command::Man { command } => print_out(&cli::man_page(command.as_deref())?),
         }
     })
 }

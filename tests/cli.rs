@@ -248,7 +248,13 @@ fn bad_parameters_exit_252_with_one_line() {
 
 #[test]
 fn clap_usage_errors_exit_252() {
-    for args in [&["ssh"][..], &["ssh", "--bogus"], &["frobnicate"], &[]] {
+    for args in [
+        &["ssh"][..],
+        &["ssh", "--bogus"],
+        &["frobnicate"],
+        &[],
+        &["man", "help"],
+    ] {
         let out = eic(args);
         assert_eq!(out.status.code(), Some(252), "{args:?}");
     }
@@ -292,6 +298,20 @@ fn help_and_version() {
     let out = eic(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("eic "));
+}
+
+#[test]
+fn man_pages() {
+    for (args, title) in [
+        (&["man"][..], ".TH eic 1"),
+        (&["man", "ssh"], ".TH eic-ssh 1"),
+        (&["man", "open-tunnel"], ".TH eic-open-tunnel 1"),
+    ] {
+        let out = eic(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let page = String::from_utf8_lossy(&out.stdout);
+        assert!(page.starts_with(".ie") && page.contains(title), "{page}");
+    }
 }
 
 #[test]
