@@ -225,17 +225,16 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// An error naming the state when the instance is not running.
+    /// An error naming the state when the instance is not running: 254, as the AWS CLI gets it
+    /// (`EC2InstanceStateInvalidException` from SendSSHPublicKey).
     pub fn ensure_running(&self) -> anyhow::Result<()> {
         if self.state == "running" {
             return Ok(());
         }
-        anyhow::bail!(
+        Err(error::aws(format!(
             "instance {} is {}, not running: start it (aws ec2 start-instances --instance-ids {}) and retry",
-            self.id,
-            self.state,
-            self.id
-        )
+            self.id, self.state, self.id
+        )))
     }
 
     /// The address an endpoint tunnels to: the private IPv4, else the IPv6.
@@ -561,13 +560,13 @@ pub async fn endpoint_by_id(ec2: &aws_sdk_ec2::Client, id: &str) -> anyhow::Resu
         .iter()
         .find(|e| e.instance_connect_endpoint_id() == Some(id))
         .map(Endpoint::from_sdk)
-        .ok_or_else(|| error::aws(format!("the endpoint {id} was not found")))?;
+        .ok_or_else(|| error::usage(format!("the endpoint {id} was not found")))?;
     if !USABLE_ENDPOINT_STATES.contains(&endpoint.state.as_str()) {
-        anyhow::bail!(
+        return Err(error::usage(format!(
             "the endpoint {id} is in state {}, which accepts no tunnels (usable: {})",
             endpoint.state,
             USABLE_ENDPOINT_STATES.join(", ")
-        );
+        )));
     }
     Ok(endpoint)
 }
@@ -600,17 +599,18 @@ async fn usable_endpoints(ec2: &aws_sdk_ec2::Client) -> anyhow::Result<Vec<Endpo
     Ok(usable)
 }
 
-/// The endpoint for an instance: the one in its subnet, else the first in its VPC.
+/// The endpoint for an instance: the one in its subnet, else the first in its VPC. None is a
+/// parameter error (252), as in the AWS CLI.
 fn pick_endpoint(
     endpoints: Vec<Endpoint>,
     instance: &Instance,
     region: &str,
 ) -> anyhow::Result<Endpoint> {
     let vpc = instance.vpc_id.as_deref().ok_or_else(|| {
-        anyhow::anyhow!(
+        error::usage(format!(
             "instance {} has no VPC, so no EC2 Instance Connect Endpoint can reach it",
             instance.id
-        )
+        ))
     })?;
     let mut first = None;
     for endpoint in endpoints
@@ -623,11 +623,11 @@ fn pick_endpoint(
         first.get_or_insert(endpoint);
     }
     first.ok_or_else(|| {
-        anyhow::anyhow!(
+        error::usage(format!(
             "no EC2 Instance Connect Endpoint in a usable state in {vpc} (searched for subnet {} first) in {region}: create one with `aws ec2 create-instance-connect-endpoint --subnet-id {}`, or pass the endpoint id",
             instance.subnet_id.as_deref().unwrap_or("none"),
             instance.subnet_id.as_deref().unwrap_or("SUBNET")
-        )
+        ))
     })
 }
 

@@ -162,11 +162,17 @@ pub struct SshArgs {
     #[arg(long, value_name = "IP")]
     pub instance_ip: Option<IpAddr>,
 
-    /// Use this private key instead of a fresh one-time key; its public half is pushed.
+    /// Log in with this private key, already authorized on the instance, instead of a one-time
+    /// key; nothing is pushed (see --push-key).
     #[arg(long, value_name = "PATH")]
     pub private_key_file: Option<PathBuf>,
 
-    /// User name to log in as; the key is pushed for this user.
+    /// Push the public half of --private-key-file (from the key itself, or PATH.pub) before
+    /// logging in, as is done with the one-time key.
+    #[arg(long, requires = "private_key_file")]
+    pub push_key: bool,
+
+    /// User name to log in as (the key is pushed for this user).
     #[arg(long, value_name = "USER", default_value = "ec2-user", value_parser = parse_os_user)]
     pub os_user: String,
 
@@ -225,11 +231,13 @@ pub struct TunnelArgs {
     #[arg(long, value_name = "PORT", value_parser = parse_local_port)]
     pub local_port: Option<u16>,
 
-    /// Address to listen on with --local-port.
+    /// Address to listen on with --local-port (--local-ip in the AWS CLI).
     #[arg(
         long,
+        visible_alias = "local-ip",
         value_name = "ADDR",
         default_value = "127.0.0.1",
+        value_parser = parse_bind,
         requires = "local_port"
     )]
     pub bind: IpAddr,
@@ -379,6 +387,16 @@ pub fn parse_port(value: &str) -> Result<u16, String> {
         Ok(port) if port > 0 => Ok(port),
         _ => Err("expected a port number from 1 to 65535".to_string()),
     }
+}
+
+/// A listening address: an IP, or `localhost` (127.0.0.1, the AWS CLI's default).
+fn parse_bind(value: &str) -> Result<IpAddr, String> {
+    if value.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::from([127, 0, 0, 1]));
+    }
+    value
+        .parse()
+        .map_err(|_| "expected an IP address or localhost, like 127.0.0.1 or ::1".to_string())
 }
 
 fn parse_local_port(value: &str) -> Result<u16, String> {
@@ -784,6 +802,21 @@ mod tests {
     }
 
     #[test]
+    fn push_key_needs_a_key_file() {
+        assert!(parse(&["ssh", "--instance-id", "i-1", "--push-key"]).is_err());
+        let a = ssh(&["--instance-id", "i-1", "--private-key-file", "k.pem"]);
+        assert!(!a.push_key);
+        let a = ssh(&[
+            "--instance-id",
+            "i-1",
+            "--private-key-file",
+            "k",
+            "--push-key",
+        ]);
+        assert!(a.push_key);
+    }
+
+    #[test]
     fn bind_needs_local_port() {
         assert!(parse(&["open-tunnel", "--instance-id", "i-1", "--bind", "::1"]).is_err());
         let cli = parse(&[
@@ -800,6 +833,36 @@ mod tests {
             Command::OpenTunnel(t) => assert_eq!(t.bind, "::1".parse::<IpAddr>().unwrap()),
             _ => unreachable!(),
         }
+        // The AWS CLI's name for it, and its default value.
+        for (flag, value, bound) in [
+            ("--local-ip", "localhost", "127.0.0.1"),
+            ("--local-ip", "0.0.0.0", "0.0.0.0"),
+            ("--bind", "LOCALHOST", "127.0.0.1"),
+        ] {
+            let args = [
+                "open-tunnel",
+                "--instance-id",
+                "i-1",
+                "--local-port",
+                "0",
+                flag,
+                value,
+            ];
+            match parse(&args).unwrap().command {
+                Command::OpenTunnel(t) => assert_eq!(t.bind, bound.parse::<IpAddr>().unwrap()),
+                _ => unreachable!(),
+            }
+        }
+        let args = [
+            "open-tunnel",
+            "--instance-id",
+            "i-1",
+            "--local-port",
+            "0",
+            "--bind",
+            "lo",
+        ];
+        assert!(parse(&args).is_err());
     }
 
     #[test]

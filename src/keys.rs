@@ -15,8 +15,9 @@ use crate::error;
 /// A private key on disk for ssh's `-i`, and its public half for SendSSHPublicKey.
 #[derive(Debug)]
 pub struct Key {
-    /// The public key in OpenSSH form (`ssh-ed25519 AAAA...`).
-    pub public: String,
+    /// The public key in OpenSSH form (`ssh-ed25519 AAAA...`); `None` for a key of the user's
+    /// that is used as it is, with nothing pushed.
+    pub public: Option<String>,
     /// The private key file.
     pub path: PathBuf,
     /// The one-time key's directory, removed on drop; `None` for the user's own key.
@@ -60,9 +61,26 @@ pub fn generate() -> anyhow::Result<Key> {
         .with_context(|| format!("cannot write the one-time key {}", path.display()))?;
     file.write_all(pem.as_bytes())?;
     Ok(Key {
-        public,
+        public: Some(public),
         path,
         dir: Some(dir),
+    })
+}
+
+/// The user's own private key, used as it is (the AWS CLI's `--private-key-file`): it must
+/// already be authorized on the instance, so it is not parsed (any type or format ssh reads,
+/// an EC2 key pair's PEM included) and nothing is pushed.
+pub fn existing(path: &Path) -> anyhow::Result<Key> {
+    fs::File::open(path).map_err(|e| {
+        error::usage(format!(
+            "--private-key-file {}: cannot read it: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Key {
+        public: None,
+        path: path.to_path_buf(),
+        dir: None,
     })
 }
 
@@ -92,7 +110,7 @@ pub fn from_file(path: &Path) -> anyhow::Result<Key> {
         }
     };
     Ok(Key {
-        public,
+        public: Some(public),
         path: path.to_path_buf(),
         dir: None,
     })
@@ -155,7 +173,7 @@ mod tests {
     #[test]
     fn one_time_key_is_private_and_removed_on_drop() {
         let key = generate().unwrap();
-        assert!(key.public.starts_with("ssh-ed25519 AAAA"));
+        assert!(key.public.as_ref().unwrap().starts_with("ssh-ed25519 AAAA"));
         let dir = key.dir().unwrap().to_path_buf();
         assert_eq!(
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
@@ -173,8 +191,30 @@ mod tests {
 
     #[test]
     fn unreadable_key_file_is_a_usage_error() {
-        let err = from_file(Path::new("/nonexistent/key")).unwrap_err();
-        assert_eq!(error::exit_code(&err), error::USAGE);
-        assert!(err.to_string().contains("--private-key-file"));
+        for err in [
+            from_file(Path::new("/nonexistent/key")).unwrap_err(),
+            existing(Path::new("/nonexistent/key")).unwrap_err(),
+        ] {
+            assert_eq!(error::exit_code(&err), error::USAGE);
+            assert!(err.to_string().contains("--private-key-file"));
+        }
+    }
+
+    #[test]
+    fn an_existing_key_is_used_as_it_is() {
+        // An EC2 key pair's PEM: not an OpenSSH key, and no .pub beside it.
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("my-key-pair.pem");
+        fs::write(
+            &pem,
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let key = existing(&pem).unwrap();
+        assert_eq!(
+            (key.path.as_path(), key.public.as_deref(), key.dir()),
+            (pem.as_path(), None, None)
+        );
+        assert!(from_file(&pem).is_err(), "its public half cannot be pushed");
     }
 }

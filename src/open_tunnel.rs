@@ -124,7 +124,10 @@ async fn resolve(aws: &Aws, args: &TunnelArgs) -> anyhow::Result<TunnelTarget> {
         return Ok(tunnel_target(id.clone(), dns.clone(), ip));
     }
     let ec2 = aws.ec2().await?;
+    // Given the private IP (and so the endpoint id), the instance is not looked up, as in the
+    // AWS CLI: ec2:DescribeInstances is not needed.
     let target = match (&args.instance_id, &args.name) {
+        _ if args.private_ip_address.is_some() => None,
         (Some(id), _) => Some(aws::Target::Id(id)),
         (None, Some(name)) => Some(aws::Target::Name(name)),
         (None, None) => None,

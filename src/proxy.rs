@@ -1,5 +1,6 @@
-//! TCP connections to the endpoint, directly or through `HTTPS_PROXY` (HTTP CONNECT), with
-//! `NO_PROXY` honoured as curl and the AWS SDKs do.
+//! TCP connections to the endpoint, directly or through `HTTPS_PROXY` (else `HTTP_PROXY`, as
+//! the AWS CLI's tunnel also uses it) by HTTP CONNECT, with `NO_PROXY` honoured as curl and the
+//! AWS SDKs do.
 
 use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -89,22 +90,24 @@ pub fn bypassed(host: &str, no_proxy: &str) -> bool {
     })
 }
 
-/// The proxy to use for `host`, from the environment (lower case wins, as in curl).
+/// The proxy to use for `host`, from the environment: `HTTPS_PROXY`, else `HTTP_PROXY` (the
+/// AWS CLI's `open-tunnel` takes either); lower case wins, as in curl.
 pub fn from_env(host: &str) -> anyhow::Result<Option<Proxy>> {
-    let var = |names: [&str; 2]| {
-        names
-            .iter()
-            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    let var = |names: &[&'static str]| {
+        names.iter().find_map(|n| {
+            let value = std::env::var(n).ok().filter(|v| !v.is_empty())?;
+            Some((*n, value))
+        })
     };
-    let Some(url) = var(["https_proxy", "HTTPS_PROXY"]) else {
+    let Some((name, url)) = var(&["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"]) else {
         return Ok(None);
     };
-    if var(["no_proxy", "NO_PROXY"]).is_some_and(|list| bypassed(host, &list)) {
+    if var(&["no_proxy", "NO_PROXY"]).is_some_and(|(_, list)| bypassed(host, &list)) {
         return Ok(None);
     }
     Proxy::parse(&url)
         .map(Some)
-        .context("HTTPS_PROXY is not a valid proxy URL")
+        .with_context(|| format!("{name} is not a valid proxy URL"))
 }
 
 /// Connects to `host:port`, through the environment's proxy when there is one.

@@ -90,7 +90,8 @@ async fn prepare(global: &Global, args: &SshArgs) -> anyhow::Result<Prepared> {
         )
     })?;
     let key = match &args.private_key_file {
-        Some(path) => keys::from_file(path)?,
+        Some(path) if args.push_key => keys::from_file(path)?,
+        Some(path) => keys::existing(path)?,
         None => keys::generate()?,
     };
     let aws = Aws::load(global).await?;
@@ -114,16 +115,19 @@ async fn prepare(global: &Global, args: &SshArgs) -> anyhow::Result<Prepared> {
             ))
         });
     let instance_connect = aws.instance_connect().await?;
+    // Nothing is pushed for a dry run, or for the user's own key unless asked to.
+    let public = key.public.clone().filter(|_| !args.dry_run);
     let push = |id: String| {
+        let public = public.clone()?;
         let client = instance_connect.clone();
-        let (user, public, region) = (args.os_user.clone(), key.public.clone(), aws.region.clone());
-        tokio::spawn(async move {
+        let (user, region) = (args.os_user.clone(), aws.region.clone());
+        Some(tokio::spawn(async move {
             aws::send_ssh_public_key(&client, &id, &user, &public, &region).await
-        })
+        }))
     };
     let mut pushed = match target {
-        aws::Target::Id(id) if !args.dry_run => Some(push(id.to_string())),
-        _ => None,
+        aws::Target::Id(id) => push(id.to_string()),
+        aws::Target::Name(_) => None,
     };
     let instance = aws::find_instance(&ec2, target, &aws.region).await?;
     instance.ensure_running()?;
@@ -134,8 +138,8 @@ async fn prepare(global: &Global, args: &SshArgs) -> anyhow::Result<Prepared> {
         args.instance_ip,
     )?;
     tracing::debug!(?route, "route chosen");
-    if pushed.is_none() && !args.dry_run {
-        pushed = Some(push(instance.id.clone()));
+    if pushed.is_none() {
+        pushed = push(instance.id.clone());
     }
     let proxy = match (route, endpoints) {
         (Route::Endpoint(ip), Some(endpoints)) => {

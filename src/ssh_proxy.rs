@@ -37,9 +37,10 @@ pub async fn run(global: &Global, args: &ProxyArgs) -> anyhow::Result<i32> {
         )
     })?;
     let (endpoint_id, dns_name) = endpoints?.choose(Some(&instance), aws.fips, &aws.region)?;
-    push_cache::push_once(&instance.id, &args.user, &key.public, || async {
+    let public = key.public.as_deref().unwrap_or_default();
+    push_cache::push_once(&instance.id, &args.user, public, || async {
         let client = aws.instance_connect().await?;
-        aws::send_ssh_public_key(&client, &instance.id, &args.user, &key.public, &aws.region).await
+        aws::send_ssh_public_key(&client, &instance.id, &args.user, public, &aws.region).await
     })
     .await?;
 

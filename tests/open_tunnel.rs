@@ -72,6 +72,21 @@ async fn no_api_call_when_endpoint_dns_and_ip_are_given() {
     assert_eq!(actions, ["OpenTunnel"]);
 }
 
+#[tokio::test]
+async fn a_given_private_ip_needs_no_instance_lookup() {
+    // As in the AWS CLI: with the address given, the instance id is not described (no
+    // ec2:DescribeInstances needed); only the endpoint is looked up, by its id.
+    let lab = Lab::start().await;
+    let key = lab.authorized_key();
+    let args = format!(
+        "--instance-id {INSTANCE} --instance-connect-endpoint-id {ENDPOINT} --private-ip-address {PRIVATE_IP}"
+    );
+    let out = run(&mut lab.ssh_via_proxy(&args, &key, &["true"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let actions: Vec<String> = lab.standin.calls().into_iter().map(|c| c.action).collect();
+    assert_eq!(actions, ["DescribeInstanceConnectEndpoints", "OpenTunnel"]);
+}
+
 // ---- Bulk data: 64 MiB each way, verified by SHA-256 ----
 
 #[tokio::test]
@@ -311,6 +326,30 @@ async fn the_tunnel_goes_through_https_proxy_with_basic_auth() {
     assert_eq!(proxy.count(), 1);
     let expected = format!("Basic {}", data_encoding::BASE64.encode(b"user:pa@ss"));
     assert_eq!(proxy.authorizations(), [Some(expected)]);
+}
+
+#[tokio::test]
+async fn http_proxy_is_used_when_https_proxy_is_not_set() {
+    // The AWS CLI's tunnel takes HTTP_PROXY as well; HTTPS_PROXY, when set, comes first.
+    let lab = Lab::start().await;
+    let key = lab.authorized_key();
+    let proxy = ConnectProxy::start().await;
+    let unused = ConnectProxy::start().await;
+    // The counts are cumulative: the second run goes through `unused`.
+    for (variables, used) in [
+        (&[("HTTP_PROXY", &proxy)][..], 1),
+        (&[("http_proxy", &proxy), ("HTTPS_PROXY", &unused)], 1),
+    ] {
+        let mut ssh = lab.ssh_via_proxy(&format!("--instance-id {INSTANCE}"), &key, &["true"]);
+        for (name, proxy) in variables {
+            ssh.env(name, format!("http://127.0.0.1:{}", proxy.addr.port()));
+        }
+        let out = run(&mut ssh, LIMIT).await;
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+        let names: Vec<&str> = variables.iter().map(|(name, _)| *name).collect();
+        assert_eq!(proxy.count(), used, "{names:?}");
+    }
+    assert_eq!(unused.count(), 1);
 }
 
 #[tokio::test]

@@ -505,8 +505,9 @@ async fn endpoints_in_unusable_states_are_skipped() {
         "--instance-connect-endpoint-id",
         SAME_SUBNET,
     ];
+    // A parameter error (252), as in the AWS CLI, whose lookup filters by the usable states.
     let run = reach_sshd(&lab, &args).await;
-    assert_eq!(run.code(), Some(255), "{}", run.stderr);
+    assert_eq!(run.code(), Some(252), "{}", run.stderr);
     run.assert_stderr_has(&[SAME_SUBNET, "create-in-progress"]);
     assert_eq!(tunnel_endpoints(&lab), [OTHER_SUBNET]);
 }
@@ -525,8 +526,10 @@ async fn no_endpoint_in_the_vpc_says_to_create_one() {
         )
     })
     .await;
+    // A parameter error (252), as in the AWS CLI ("There are no available instance connect
+    // endpoints").
     let run = reach_sshd(&lab, &BY_INSTANCE).await;
-    assert_eq!(run.code(), Some(255), "{}", run.stderr);
+    assert_eq!(run.code(), Some(252), "{}", run.stderr);
     run.assert_stderr_has(&[
         "vpc-1",
         "subnet-2",

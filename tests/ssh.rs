@@ -434,7 +434,7 @@ async fn api_errors_say_what_to_check() {
     lab.standin.world().instance_mut(INSTANCE).unwrap().state = "stopped".into();
     let tunnels = lab.standin.count("OpenTunnel");
     let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
-    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(out.status.code(), Some(254));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("is stopped"), "{stderr}");
     assert!(!stderr.contains("SendSSHPublicKey"), "{stderr}");
@@ -450,6 +450,48 @@ async fn throttled_key_push_is_retried() {
     let out = run(&mut eic_ssh(&lab, &runtime, &[], &["echo in"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(lab.standin.count("SendSSHPublicKey"), 3);
+}
+
+#[tokio::test]
+async fn an_own_key_is_used_as_it_is_unless_push_key() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    // Already authorized, as an EC2 key pair is: used as it is, nothing pushed (the AWS CLI's
+    // --private-key-file). Its .pub is gone, so eic could not even tell its public half.
+    let authorized = lab.authorized_key();
+    std::fs::remove_file(authorized.with_extension("pub")).unwrap();
+    let key = authorized.display().to_string();
+    let own = ["--private-key-file", key.as_str()];
+    let out = run(&mut eic_ssh(&lab, &runtime, &own, &["echo own"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "own\n");
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
+    assert!(authorized.exists(), "the user's key is never removed");
+
+    // Not authorized anywhere: --push-key pushes its public half first.
+    let fresh = lab.home.path().join("id_fresh");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&fresh)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let key = fresh.display().to_string();
+    let without = ["--private-key-file", key.as_str()];
+    let out = run(&mut eic_ssh(&lab, &runtime, &without, &["true"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(255), "not authorized, not pushed");
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
+    let pushed = ["--private-key-file", key.as_str(), "--push-key"];
+    let out = run(
+        &mut eic_ssh(&lab, &runtime, &pushed, &["echo pushed"]),
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "pushed\n");
+    // The login proves the pushed key was this one: nothing else authorized it.
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 1);
+    assert_no_key_left(&runtime);
 }
 
 #[tokio::test]
