@@ -287,6 +287,11 @@ impl SshArgs {
                 "--instance-ip needs an explicit --connection-type direct or eice",
             ));
         }
+        if let Some((option, instead)) = crate::ssh_command::overriding_option(&self.ssh_args) {
+            return Err(usage(format!(
+                "{option} after `--` would be ignored or would not match the pushed key: use {instead}"
+            )));
+        }
         Ok(())
     }
 }

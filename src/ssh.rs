@@ -257,7 +257,7 @@ async fn run_ssh(
                 }
                 interrupted_by = Some(signo);
                 if signo != Signal::SIGINT {
-                    // SIGTERM/SIGHUP: give ssh a moment, then make sure it is gone.
+                    // SIGTERM/SIGHUP/SIGQUIT: give ssh a moment, then make sure it is gone.
                     if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
                         let _ = child.kill().await;
                     }
@@ -288,11 +288,13 @@ fn interrupted(signo: Signal) -> anyhow::Error {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP, caught so that eic always removes its key before it exits.
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, caught so that eic always removes its key before it
+/// exits.
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -301,6 +303,7 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
         })
     }
 
@@ -309,6 +312,7 @@ impl Signals {
             _ = self.int.recv() => Signal::SIGINT,
             _ = self.term.recv() => Signal::SIGTERM,
             _ = self.hup.recv() => Signal::SIGHUP,
+            _ = self.quit.recv() => Signal::SIGQUIT,
         }
     }
 }

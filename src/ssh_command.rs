@@ -77,13 +77,22 @@ impl SshCommand {
         }
         args.extend([
             "-i".into(),
-            self.key.display().to_string(),
+            // ssh expands `%` tokens in identity file names.
+            self.key.display().to_string().replace('%', "%%"),
             "-o".into(),
             "IdentitiesOnly=yes".into(),
             "-o".into(),
             format!("HostKeyAlias={}", self.instance_id),
             "-o".into(),
             "ServerAliveInterval=5".into(),
+            // A shared connection is keyed by the private IP, which other VPCs reuse: it could
+            // log in to another instance. The one-time key stays out of the user's agent.
+            "-o".into(),
+            "ControlMaster=no".into(),
+            "-o".into(),
+            "ControlPath=none".into(),
+            "-o".into(),
+            "AddKeysToAgent=no".into(),
             "-p".into(),
             self.port.to_string(),
         ]);
@@ -95,6 +104,8 @@ impl SshCommand {
         }
         let (options, command) = split_ssh_args(&self.extra);
         args.extend(options.iter().cloned());
+        // ssh reads options after the destination too: `--` keeps a command like `-x` one.
+        args.push("--".into());
         args.push(format!("{}@{}", self.user, self.address));
         args.extend(command.iter().cloned());
         args
@@ -110,11 +121,12 @@ impl SshCommand {
     }
 }
 
+/// ssh's options that take a value (from ssh(1)'s getopt string).
+const WITH_VALUE: &[u8] = b"BbcDEeFIiJLlmOoPpQRSWw";
+
 /// Splits the arguments after `--` into ssh options and the remote command, the way ssh's own
 /// option parser reads them: options until the first word that is not one (or `--`).
 pub fn split_ssh_args(args: &[String]) -> (&[String], &[String]) {
-    // ssh's options that take a value (from ssh(1)'s getopt string).
-    const WITH_VALUE: &[u8] = b"BbcDEeFIiJLlmOoPpQRSWw";
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -138,6 +150,55 @@ pub fn split_ssh_args(args: &[String]) -> (&[String], &[String]) {
     }
     let i = i.min(args.len());
     (&args[..i], &args[i..])
+}
+
+/// The user's ssh options, as (letter, value) pairs: `-vp 2222` is `v` then `p` with `2222`.
+fn option_letters(options: &[String]) -> Vec<(char, Option<&str>)> {
+    let mut letters = Vec::new();
+    let mut args = options.iter();
+    while let Some(arg) = args.next() {
+        let cluster = arg.strip_prefix('-').unwrap_or_default();
+        for (pos, letter) in cluster.char_indices() {
+            if WITH_VALUE.contains(&(letter as u8)) {
+                let rest = &cluster[pos + 1..];
+                let value = if rest.is_empty() {
+                    args.next().map(String::as_str)
+                } else {
+                    Some(rest)
+                };
+                letters.push((letter, value));
+                break;
+            }
+            letters.push((letter, None));
+        }
+    }
+    letters
+}
+
+/// An option after `--` that would silently undo one of eic's: ssh takes the user from `-l`
+/// over `user@`, so the login would not use the user the key was pushed for, and eic's `-p`
+/// comes first, so a later port is ignored. Returns the option and eic's own to use instead.
+pub fn overriding_option(extra: &[String]) -> Option<(String, &'static str)> {
+    let (options, _) = split_ssh_args(extra);
+    option_letters(options)
+        .into_iter()
+        .find_map(|(letter, value)| match (letter, value) {
+            ('l', _) => Some(("-l".to_string(), "--os-user")),
+            ('p', _) => Some(("-p".to_string(), "--ssh-port")),
+            ('o', Some(option)) => {
+                let key = option
+                    .split(|c: char| c == '=' || c.is_whitespace())
+                    .next()
+                    .unwrap_or_default();
+                let instead = match key.to_ascii_lowercase().as_str() {
+                    "user" => "--os-user",
+                    "port" => "--ssh-port",
+                    _ => return None,
+                };
+                Some((format!("-o {key}"), instead))
+            }
+            _ => None,
+        })
 }
 
 /// Quotes a word for a POSIX shell; plain words stay as they are.
@@ -238,12 +299,19 @@ mod tests {
                 "HostKeyAlias=i-0123",
                 "-o",
                 "ServerAliveInterval=5",
+                "-o",
+                "ControlMaster=no",
+                "-o",
+                "ControlPath=none",
+                "-o",
+                "AddKeysToAgent=no",
                 "-p",
                 "22",
                 "-L",
                 "8080:localhost:80",
                 "-v",
                 "-t",
+                "--",
                 "ec2-user@10.0.0.5",
                 "sudo",
                 "journalctl",
@@ -253,6 +321,40 @@ mod tests {
         let direct = command(false, &[]).args();
         assert!(!direct.iter().any(|a| a.starts_with("ProxyCommand")));
         assert_eq!(direct.last().unwrap(), "ec2-user@10.0.0.5");
+    }
+
+    #[test]
+    fn a_percent_in_the_key_path_is_not_a_token() {
+        let mut cmd = command(false, &[]);
+        cmd.key = "/tmp/100%/id_ed25519".into();
+        assert!(cmd
+            .args()
+            .windows(2)
+            .any(|w| w == ["-i", "/tmp/100%%/id_ed25519"]));
+    }
+
+    #[test]
+    fn options_that_would_undo_eics_are_found() {
+        type Case<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
+            (&["-l", "root", "true"], Some(("-l", "--os-user"))),
+            (&["-lroot"], Some(("-l", "--os-user"))),
+            (&["-tl", "root"], Some(("-l", "--os-user"))),
+            (&["-p", "2222"], Some(("-p", "--ssh-port"))),
+            (&["-vp2222", "true"], Some(("-p", "--ssh-port"))),
+            (&["-o", "User=root"], Some(("-o User", "--os-user"))),
+            (&["-oport 2222"], Some(("-o port", "--ssh-port"))),
+            (&["-o", "LogLevel=ERROR", "-t", "ls", "-l"], None),
+            (&["-L", "8080:localhost:80", "-N"], None),
+            (&["uptime", "-p"], None),
+            (&["--", "-l"], None),
+            (&["-i", "-lookalike"], None),
+        ];
+        for (args, expected) in cases {
+            let found = overriding_option(&strings(args));
+            let found = found.as_ref().map(|(o, i)| (o.as_str(), *i));
+            assert_eq!(found, *expected, "{args:?}");
+        }
     }
 
     #[test]

@@ -90,6 +90,30 @@ async fn remote_command_output_and_exit_status_pass_through() {
 }
 
 #[tokio::test]
+async fn a_command_that_looks_like_an_option_stays_a_command() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    // ssh would read `-x` after the destination as its own option (no X11) and open a login
+    // shell; it reaches the remote shell's `-c` instead, which refuses it (bash and dash: 2).
+    let out = run(&mut eic_ssh(&lab, &runtime, &[], &["--", "-x"]), LIMIT).await;
+    let stderr = text(&out.stderr);
+    assert!(!matches!(out.status.code(), Some(0 | 255)), "{stderr}");
+    assert!(stderr.contains("-c"), "{stderr}");
+
+    // -l and -p after `--` would undo --os-user (the key's user) and --ssh-port: refused.
+    for (extra, instead) in [
+        (&["-l", "root", "true"][..], "--os-user"),
+        (&["-o", "Port=2222", "true"], "--ssh-port"),
+    ] {
+        let out = run(&mut eic_ssh(&lab, &runtime, &[], extra), LIMIT).await;
+        assert_eq!(out.status.code(), Some(252), "{extra:?}");
+        assert!(text(&out.stderr).contains(instead), "{}", text(&out.stderr));
+    }
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 1);
+    assert_no_key_left(&runtime);
+}
+
+#[tokio::test]
 async fn lookups_and_key_push_go_out_at_once() {
     // The stand-in answers none of the three until all three have arrived: one after another,
     // each would wait TOGETHER_WAIT.
@@ -654,9 +678,9 @@ async fn the_key_is_removed_on_every_way_out() {
     assert_no_key_left(&runtime);
     lab.standin.world().faults.deny_send_key = None;
 
-    // SIGINT and SIGTERM sent to eic while ssh runs: ssh is ended, the key removed, and eic
-    // exits promptly with the signal's status.
-    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+    // SIGINT, SIGTERM, SIGHUP and SIGQUIT (Ctrl-\\) sent to eic while ssh runs: ssh is ended,
+    // the key removed, and eic exits promptly with the signal's status.
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129), ("QUIT", 131)] {
         let mut child = started(&lab, &runtime).await;
         let sent = Instant::now();
         send(&child, signal);
