@@ -14,9 +14,11 @@ use crate::keys;
 use crate::ssh_command::shell_quote;
 
 /// The block, for this binary and key (absolute paths: ssh expands `~` from the password
-/// database, not from `$HOME`).
+/// database, not from `$HOME`). The proxy is told the key too, so that the key it pushes is the
+/// one ssh offers whatever `$HOME` is then. ssh expands `%` tokens in all three values.
 pub fn block(exe: &Path, key: &Path) -> String {
-    let proxy = shell_quote(&exe.display().to_string()).replace('%', "%%");
+    let quote = |path: &Path| shell_quote(&path.display().to_string()).replace('%', "%%");
+    let (proxy, key_arg) = (quote(exe), quote(key));
     format!(
         "\
 # Written by `eic ssh-config`: ssh, scp, sftp, rsync, git and editors reach EC2 instances
@@ -25,13 +27,14 @@ pub fn block(exe: &Path, key: &Path) -> String {
 #   ssh web-1.eic                  the running instance whose Name tag is web-1
 # known_hosts entries are kept under the name you type (no HostName is set), which is what
 # HostKeyAlias=<host> would do; ssh_config's HostKeyAlias takes no %h token.
-Host i-* *.eic
+# Instance ids are i- and 8 or 17 hex digits: other hosts starting with i- are left alone.
+Host i-???????? i-????????????????? *.eic
     User ec2-user
-    ProxyCommand {proxy} proxy %h %p %r
+    ProxyCommand {proxy} proxy --key-file {key_arg} %h %p %r
     IdentityFile {}
     IdentitiesOnly yes
 ",
-        config_quote(&key.display().to_string())
+        config_quote(&key.display().to_string().replace('%', "%%"))
     )
 }
 
@@ -66,7 +69,9 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
         done.block_written = true;
     }
 
+    // A config that is a symlink (dotfile managers) is edited where it points.
     let config = ssh_dir.join("config");
+    let config = fs::canonicalize(&config).unwrap_or(config);
     let include = format!("Include {}", config_quote(&ours.display().to_string()));
     let existing = match fs::read_to_string(&config) {
         Ok(text) => Some(text),
@@ -109,8 +114,22 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// eic's path for the block: the `eic` on `path` (`PATH`) when that is this binary, so that a
+/// link such as a package manager's keeps working when the version it points to is replaced;
+/// else the binary itself.
+fn stable_exe(exe: &Path, path: Option<std::ffi::OsString>) -> PathBuf {
+    let real = fs::canonicalize(exe).ok();
+    let on_path = exe.file_name().zip(path).and_then(|(name, path)| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_absolute() && fs::canonicalize(candidate).ok() == real)
+    });
+    on_path.unwrap_or_else(|| exe.to_path_buf())
+}
+
 pub fn run(args: &SshConfigArgs) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("cannot find eic's own path")?;
+    let exe = stable_exe(&exe, std::env::var_os("PATH"));
     let key = keys::dedicated(None)?;
     let block = block(&exe, &key.path);
     if !args.install {
@@ -214,8 +233,85 @@ mod tests {
             Path::new("/opt/my tools/eic"),
             Path::new("/home/a b/.ssh/eic_ed25519"),
         );
-        assert!(b.contains("ProxyCommand '/opt/my tools/eic' proxy %h %p %r"));
+        assert!(b.contains(
+            "ProxyCommand '/opt/my tools/eic' proxy --key-file '/home/a b/.ssh/eic_ed25519' %h %p %r"
+        ));
         assert!(b.contains("IdentityFile \"/home/a b/.ssh/eic_ed25519\""));
-        assert!(b.contains("Host i-* *.eic") && b.contains("IdentitiesOnly yes"));
+        assert!(b.contains("IdentitiesOnly yes"));
+        let b = block(
+            Path::new("/opt/100%/eic"),
+            Path::new("/home/100%/eic_ed25519"),
+        );
+        assert!(b.contains("ProxyCommand /opt/100%%/eic proxy --key-file /home/100%%/eic_ed25519"));
+        assert!(b.contains("IdentityFile /home/100%%/eic_ed25519\n"));
+    }
+
+    #[test]
+    fn the_host_pattern_takes_instance_ids_and_names_only() {
+        let b = block(Path::new("/usr/bin/eic"), Path::new("/k"));
+        let host = b.lines().find(|l| l.starts_with("Host ")).unwrap();
+        let patterns: Vec<&str> = host.split_whitespace().skip(1).collect();
+        // ssh_config patterns: `?` is one character, `*` any run.
+        fn matches(pattern: &[u8], host: &[u8]) -> bool {
+            match (pattern.first(), host.first()) {
+                (None, None) => true,
+                (Some(b'*'), _) => {
+                    matches(&pattern[1..], host)
+                        || (!host.is_empty() && matches(pattern, &host[1..]))
+                }
+                (Some(b'?'), Some(_)) => matches(&pattern[1..], &host[1..]),
+                (Some(p), Some(h)) => p == h && matches(&pattern[1..], &host[1..]),
+                _ => false,
+            }
+        }
+        let taken = |host: &str| {
+            patterns
+                .iter()
+                .any(|p| matches(p.as_bytes(), host.as_bytes()))
+        };
+        for host in ["i-0123456789abcdef0", "i-01234567", "web-1.eic"] {
+            assert!(taken(host), "{host}");
+        }
+        for host in ["i-love.example.com", "i-0123456789", "example.com", "i-"] {
+            assert!(!taken(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn install_edits_a_symlinked_config_where_it_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join(".ssh");
+        fs::create_dir(&ssh).unwrap();
+        let dotfile = dir.path().join("dotfiles-ssh-config");
+        fs::write(&dotfile, "Host work\n").unwrap();
+        std::os::unix::fs::symlink(&dotfile, ssh.join("config")).unwrap();
+        install(&ssh, "Host i-*\n").unwrap();
+        assert!(fs::symlink_metadata(ssh.join("config"))
+            .unwrap()
+            .is_symlink());
+        let text = fs::read_to_string(&dotfile).unwrap();
+        assert!(
+            text.contains("Include ") && text.ends_with("Host work\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_block_names_eic_as_found_on_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("Cellar/eic/0.1.0/bin/eic");
+        fs::create_dir_all(real.parent().unwrap()).unwrap();
+        fs::write(&real, "").unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        std::os::unix::fs::symlink(&real, bin.join("eic")).unwrap();
+        let elsewhere = std::env::join_paths([dir.path()]).ok();
+        assert_eq!(
+            stable_exe(&real, elsewhere),
+            real,
+            "not on PATH: the binary itself"
+        );
+        let path = std::env::join_paths([dir.path(), &bin]).ok();
+        assert_eq!(stable_exe(&real, path), bin.join("eic"));
     }
 }

@@ -200,10 +200,14 @@ async fn install_leaves_the_users_config_alone_and_is_idempotent() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), after_first);
 
     // Printing the block changes nothing.
+    // The proxy is told the key that ssh offers.
     let out = run(&mut lab.eic(&["ssh-config"]), LIMIT).await;
+    let key = ssh_dir.join("eic_ed25519").display().to_string();
+    let block = text(&out.stdout);
     assert!(
-        text(&out.stdout).contains("ProxyCommand ")
-            && text(&out.stdout).contains(" proxy %h %p %r")
+        block.contains(&format!(" proxy --key-file {key} %h %p %r"))
+            && block.contains(&format!("IdentityFile {key}\n")),
+        "{block}"
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), after_first);
 }
