@@ -90,7 +90,7 @@ pub enum Command {
     OpenTunnel(TunnelArgs),
     /// ProxyCommand for ssh_config: push eic's key for USER, then tunnel stdin/stdout to HOST.
     #[command(
-        after_help = "In ~/.ssh/config (see `eic ssh-config`):\n    ProxyCommand eic proxy %h %p %r"
+        after_help = "In ~/.ssh/config (see `eic ssh-config`):\n    ProxyCommand eic proxy '%h' %p '%r'"
     )]
     Proxy(ProxyArgs),
     /// Print (or --install) an ~/.ssh/config block so ssh, scp, sftp and rsync reach instances.
@@ -426,16 +426,26 @@ fn parse_region(value: &str) -> Result<String, String> {
 }
 
 /// A login name as sshd and SendSSHPublicKey accept it.
+/// An OS user as SendSSHPublicKey takes it: `^[A-Za-z_][A-Za-z0-9@._-]{0,30}[A-Za-z0-9$_-]?$`
+/// (`admin@corp`, `svc$` included). Never an option, a shell word or a token for ssh.
 pub fn parse_os_user(value: &str) -> Result<String, String> {
-    let mut bytes = value.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-    let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let ok = value.as_bytes().split_first().is_some_and(|(first, rest)| {
+        // The optional last character must be the pattern's own when it is `$` or the 32nd.
+        let (middle, last) = match rest.split_last() {
+            Some((last, middle)) if *last == b'$' || rest.len() == 31 => (middle, Some(last)),
+            _ => (rest, None),
+        };
+        (first.is_ascii_alphabetic() || *first == b'_')
+            && middle.len() <= 30
+            && middle
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"@._-".contains(b))
+            && last.is_none_or(|b| b.is_ascii_alphanumeric() || b"$_-".contains(b))
+    });
     accept(
-        first_ok && rest_ok && value.len() <= 32,
+        ok,
         value,
-        "expected a user name of letters, digits, '.', '_' and '-' (at most 32)",
+        "expected a user name of letters, digits, '.', '_', '-' and '@', starting with a letter or '_', at most 32 (a trailing '$' is allowed)",
     )
 }
 
@@ -733,8 +743,37 @@ mod tests {
             assert!(parse_max_tunnel_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_max_tunnel_duration("3600"), Ok(3600));
-        assert!(parse_os_user("ubuntu").is_ok());
-        assert!(parse_os_user("-oProxyCommand=x").is_err());
+        // SendSSHPublicKey's pattern, ^[A-Za-z_][A-Za-z0-9@._-]{0,30}[A-Za-z0-9$_-]?$
+        for user in [
+            "ubuntu",
+            "ec2-user",
+            "_svc",
+            "admin@corp.example",
+            "host$",
+            "a",
+            "x.y-z_1",
+        ] {
+            assert!(parse_os_user(user).is_ok(), "{user}");
+        }
+        let too_long = "a".repeat(33);
+        for user in [
+            "-oProxyCommand=x",
+            "",
+            "1abc",
+            "@corp",
+            "$",
+            "a$b",
+            "a b",
+            "a'b",
+            "a;b",
+            "a%h",
+            too_long.as_str(),
+        ] {
+            assert!(parse_os_user(user).is_err(), "{user}");
+        }
+        assert!(parse_os_user(&"a".repeat(32)).is_ok());
+        assert!(parse_os_user(&format!("{}.", "a".repeat(30))).is_ok());
+        assert!(parse_os_user(&format!("{}.", "a".repeat(31))).is_err());
         assert!(parse_forwarding("8080:localhost:80").is_ok());
         assert!(parse_forwarding("-oProxyCommand=x").is_err());
     }

@@ -28,9 +28,10 @@ pub fn block(exe: &Path, key: &Path) -> String {
 # known_hosts entries are kept under the name you type (no HostName is set), which is what
 # HostKeyAlias=<host> would do; ssh_config's HostKeyAlias takes no %h token.
 # Instance ids are i- and 8 or 17 hex digits: other hosts starting with i- are left alone.
+# %h and %r are quoted: OpenSSH before 9.6 passes shell metacharacters in them through.
 Host i-???????? i-????????????????? *.eic
     User ec2-user
-    ProxyCommand {proxy} proxy --key-file {key_arg} %h %p %r
+    ProxyCommand {proxy} proxy --key-file {key_arg} '%h' %p '%r'
     IdentityFile {}
     IdentitiesOnly yes
 ",
@@ -234,7 +235,7 @@ mod tests {
             Path::new("/home/a b/.ssh/eic_ed25519"),
         );
         assert!(b.contains(
-            "ProxyCommand '/opt/my tools/eic' proxy --key-file '/home/a b/.ssh/eic_ed25519' %h %p %r"
+            "ProxyCommand '/opt/my tools/eic' proxy --key-file '/home/a b/.ssh/eic_ed25519' '%h' %p '%r'"
         ));
         assert!(b.contains("IdentityFile \"/home/a b/.ssh/eic_ed25519\""));
         assert!(b.contains("IdentitiesOnly yes"));

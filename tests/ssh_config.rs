@@ -205,7 +205,7 @@ async fn install_leaves_the_users_config_alone_and_is_idempotent() {
     let key = ssh_dir.join("eic_ed25519").display().to_string();
     let block = text(&out.stdout);
     assert!(
-        block.contains(&format!(" proxy --key-file {key} %h %p %r"))
+        block.contains(&format!(" proxy --key-file {key} '%h' %p '%r'"))
             && block.contains(&format!("IdentityFile {key}\n")),
         "{block}"
     );
