@@ -92,7 +92,10 @@ impl Aws {
         Some(Aws {
             region,
             fips,
-            ca_bundle: var("AWS_CA_BUNDLE").map(PathBuf::from),
+            ca_bundle: global
+                .ca_bundle
+                .clone()
+                .or_else(|| var("AWS_CA_BUNDLE").map(PathBuf::from)),
             credentials: CredentialSource::fixed(credentials),
             sdk: None,
         })
@@ -177,8 +180,12 @@ async fn provide(provider: &SharedCredentialsProvider) -> anyhow::Result<Credent
     })
 }
 
-/// `AWS_CA_BUNDLE`, else the profile's `ca_bundle`, as the AWS CLI reads them.
+/// `--ca-bundle`, else `AWS_CA_BUNDLE`, else the profile's `ca_bundle`, as the AWS CLI reads
+/// them.
 async fn ca_bundle(global: &Global) -> Option<PathBuf> {
+    if let Some(path) = &global.ca_bundle {
+        return Some(path.clone());
+    }
     if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(path));
     }

@@ -75,6 +75,11 @@ pub struct Global {
     #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     pub endpoint_url: Option<String>,
 
+    /// CA certificates (PEM) to trust for the APIs and the tunnel (default: AWS_CA_BUNDLE, then
+    /// the profile's ca_bundle, then the system's).
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
+    pub ca_bundle: Option<PathBuf>,
+
     /// Print debug logs to stderr (secrets, tokens and signatures are redacted).
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub debug: bool,
@@ -472,6 +477,15 @@ fn accept(ok: bool, value: &str, expected: &str) -> Result<String, String> {
 
 /// `--eice-options` as `endpointId=eice-...,dnsName=...,maxTunnelDuration=N` or as JSON.
 pub fn parse_eice_options(value: &str) -> Result<EiceOptions, String> {
+    // `file://PATH`, as every AWS CLI parameter takes it.
+    let read;
+    let value = match value.strip_prefix("file://") {
+        Some(path) => {
+            read = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            read.trim()
+        }
+        None => value,
+    };
     let options = if value.trim_start().starts_with('{') {
         serde_json::from_str::<EiceOptions>(value).map_err(|e| {
             format!("invalid JSON ({e}); keys are endpointId, dnsName and maxTunnelDuration")
@@ -671,6 +685,21 @@ mod tests {
                 max_tunnel_duration: Some(1),
                 ..Default::default()
             }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("options.json", format!("{json}\n")),
+            ("options.txt", short.into()),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let from_file = parse_eice_options(&format!("file://{}", path.display()));
+            assert_eq!(from_file.unwrap(), want, "{name}");
+        }
+        let missing = parse_eice_options("file:///nonexistent/options.json").unwrap_err();
+        assert!(
+            missing.contains("cannot read /nonexistent/options.json"),
+            "{missing}"
         );
     }
 

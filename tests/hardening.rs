@@ -662,4 +662,12 @@ async fn the_trust_store_is_aws_ca_bundle_then_ssl_cert_file() {
         stderr.contains("certificate") || stderr.contains("Certificate"),
         "{stderr}"
     );
+
+    // --ca-bundle (the AWS CLI's global option) wins over both.
+    let args = format!("--ca-bundle {ca} --instance-id {INSTANCE}");
+    let mut cmd = lab.ssh_via_proxy(&args, &key, &["echo trusted"]);
+    cmd.env("AWS_CA_BUNDLE", other.ca_pem_path())
+        .env("SSL_CERT_FILE", other.ca_pem_path());
+    let out = run(&mut cmd, LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
