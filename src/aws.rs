@@ -416,9 +416,39 @@ pub async fn find_instance(
         Target::Id(id) => return describe_instance(ec2, id, region).await,
         Target::Name(name) => name,
     };
+    let mut found = running(ec2, Filter::builder().name("tag:Name").values(name), name).await?;
+    if found.is_empty() {
+        // EC2's tag filters are case-sensitive, and ssh lowercases host names (`ssh Web-1.eic`
+        // looks for web-1): failing an exact match, the running instances' Name tags are
+        // compared without case.
+        found = running(ec2, Filter::builder().name("tag-key").values("Name"), name).await?;
+        found.retain(|i| {
+            i.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        });
+    }
+    match found.len() {
+        0 => Err(error::usage(format!(
+            "no running instance is named `{name}` in {region}: check the Name tag and the region"
+        ))),
+        1 => Ok(found.remove(0)),
+        n => Err(error::usage(format!(
+            "{n} running instances are named `{name}` in {region}; pick one with --instance-id:\n{}",
+            instance_table(&found)
+        ))),
+    }
+}
+
+/// The running instances that match `filter`, through all pages.
+async fn running(
+    ec2: &aws_sdk_ec2::Client,
+    filter: aws_sdk_ec2::types::builders::FilterBuilder,
+    name: &str,
+) -> anyhow::Result<Vec<Instance>> {
     let mut pages = ec2
         .describe_instances()
-        .filters(Filter::builder().name("tag:Name").values(name).build())
+        .filters(filter.build())
         .filters(
             Filter::builder()
                 .name("instance-state-name")
@@ -437,16 +467,7 @@ pub async fn find_instance(
         })?;
         found.extend(reservation.instances().iter().map(Instance::from_sdk));
     }
-    match found.len() {
-        0 => Err(error::usage(format!(
-            "no running instance is named `{name}` in {region}: check the Name tag and the region"
-        ))),
-        1 => Ok(found.remove(0)),
-        n => Err(error::usage(format!(
-            "{n} running instances are named `{name}` in {region}; pick one with --instance-id:\n{}",
-            instance_table(&found)
-        ))),
-    }
+    Ok(found)
 }
 
 /// A small table of instances to choose from.

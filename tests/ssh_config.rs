@@ -253,6 +253,14 @@ async fn name_tags_one_several_or_none() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "by-name\n");
 
+    // Failing an exact match, case is ignored (ssh lowercases `Web-1.eic`): one more lookup.
+    let described = lab.standin.count("DescribeInstances");
+    args[2] = "WEB-1";
+    let out = run(&mut lab.eic(&args), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "by-name\n");
+    assert_eq!(lab.standin.count("DescribeInstances"), described + 2);
+
     // Several: 252 and a table to choose from.
     for sub in [
         &["ssh", "--name", "api"][..],
@@ -286,7 +294,7 @@ async fn name_tags_one_several_or_none() {
             "{stderr}"
         );
     }
-    assert_eq!(lab.standin.count("SendSSHPublicKey"), 1);
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 2);
 
     // --name and --instance-id together are refused.
     let out = run(
