@@ -396,6 +396,8 @@ async fn no_secret_on_any_output_or_argv_with_debug() {
         text(&out.stderr)
     );
     assert_clean("open-tunnel stderr", &text(&out.stderr));
+    // Not a terminal: plain text, no colour codes.
+    assert!(!text(&out.stderr).contains('\x1b'), "{}", text(&out.stderr));
 
     // Listener mode with --debug: its argv, stderr, and a connection through it.
     let mut listener = TunnelListener::start(&lab, &["--debug", "--instance-id", INSTANCE]).await;
