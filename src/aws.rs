@@ -38,6 +38,10 @@ impl Aws {
     pub async fn load(global: &Global) -> anyhow::Result<Aws> {
         let ca_bundle = ca_bundle(global).await;
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        // CloudTrail records the SDK's User-Agent with `app/eic` in it.
+        if let Ok(name) = aws_config::AppName::new("eic") {
+            loader = loader.app_name(name);
+        }
         if let Some(region) = &global.region {
             loader = loader.region(Region::new(region.clone()));
         }

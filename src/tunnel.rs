@@ -20,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, R
 use tokio::net::unix::pipe;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::{HeaderValue, USER_AGENT};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -30,6 +32,9 @@ use crate::proxy;
 
 /// How big one relayed chunk (and so one binary frame) may be.
 const CHUNK: usize = 64 * 1024;
+
+/// The `User-Agent` of the WebSocket upgrade.
+pub const USER_AGENT_VALUE: &str = concat!("eic/", env!("CARGO_PKG_VERSION"));
 
 /// The server ended the tunnel with a close code other than 1000.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,8 +136,13 @@ impl Tunnel {
                 .read_buffer_size(16 << 10)
                 .max_message_size(Some(16 << 20))
                 .max_frame_size(Some(16 << 20));
+            // CloudTrail records the upgrade's User-Agent, as it does the AWS CLI's.
+            let mut request = url.into_client_request()?;
+            request
+                .headers_mut()
+                .insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
             let result = tokio_tungstenite::client_async_tls_with_config(
-                url,
+                request,
                 tcp,
                 Some(config),
                 Some(tokio_tungstenite::Connector::Rustls(tls)),

@@ -56,6 +56,14 @@ async fn ssh_runs_a_remote_command_through_the_proxy_command() {
     assert_eq!(lab.standin.count("DescribeInstances"), 1);
     assert_eq!(lab.standin.count("DescribeInstanceConnectEndpoints"), 1);
     assert_eq!(lab.standin.count("OpenTunnel"), 1);
+
+    // CloudTrail tells eic's calls apart: the upgrade's User-Agent, and the SDK's app name.
+    let tunnel = lab.standin.calls_of("OpenTunnel").remove(0);
+    let expected = concat!("eic/", env!("CARGO_PKG_VERSION"));
+    assert_eq!(tunnel.user_agent.as_deref(), Some(expected));
+    let described = lab.standin.calls_of("DescribeInstances").remove(0);
+    let agent = described.user_agent.unwrap_or_default();
+    assert!(agent.contains("app/eic"), "{agent}");
 }
 
 #[tokio::test]

@@ -383,11 +383,17 @@ fn authorize(shared: &Shared, req: &Request) -> (Result<Plan, Rejection>, Call) 
         .get("X-Amz-Credential")
         .and_then(|c| c.split('/').next())
         .map(str::to_string);
+    let user_agent = req
+        .headers()
+        .get("user-agent")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
     let call = Call {
         action: "OpenTunnel".into(),
         params: params.clone(),
         access_key_id,
         host: Some(host.clone()),
+        user_agent,
         raw_query: Some(raw_query.clone()),
         status: 0,
         error_code: None,

@@ -416,6 +416,7 @@ async fn api(
     };
     let target = header("x-amz-target");
     let host = header("host");
+    let user_agent = header("user-agent");
     let token = header("x-amz-security-token");
     let access_key = header("authorization").and_then(|a| auth_access_key(&a));
     let query = req.uri().query().unwrap_or("").to_string();
@@ -483,6 +484,7 @@ async fn api(
         params,
         access_key_id: access_key,
         host,
+        user_agent,
         raw_query: None,
         status: reply.status,
         error_code: reply.error_code.clone(),

@@ -231,6 +231,8 @@ pub struct Call {
     pub params: BTreeMap<String, String>,
     pub access_key_id: Option<String>,
     pub host: Option<String>,
+    /// The `User-Agent` header, as CloudTrail would record it.
+    pub user_agent: Option<String>,
     /// OpenTunnel only: the raw query string as received.
     pub raw_query: Option<String>,
     /// HTTP status answered (101 for a successful upgrade).
