@@ -907,35 +907,21 @@ mod tests {
             _ => unreachable!(),
         }
         // The AWS CLI's name for it, and its default value.
+        let listen = |flag: &str, value: &str| {
+            let args = ["open-tunnel", "--instance-id", "i-1", "--local-port", "0"];
+            parse(&[&args[..], &[flag, value]].concat())
+        };
         for (flag, value, bound) in [
             ("--local-ip", "localhost", "127.0.0.1"),
             ("--local-ip", "0.0.0.0", "0.0.0.0"),
             ("--bind", "LOCALHOST", "127.0.0.1"),
         ] {
-            let args = [
-                "open-tunnel",
-                "--instance-id",
-                "i-1",
-                "--local-port",
-                "0",
-                flag,
-                value,
-            ];
-            match parse(&args).unwrap().command {
+            match listen(flag, value).unwrap().command {
                 Command::OpenTunnel(t) => assert_eq!(t.bind, bound.parse::<IpAddr>().unwrap()),
                 _ => unreachable!(),
             }
         }
-        let args = [
-            "open-tunnel",
-            "--instance-id",
-            "i-1",
-            "--local-port",
-            "0",
-            "--bind",
-            "lo",
-        ];
-        assert!(parse(&args).is_err());
+        assert!(listen("--bind", "lo").is_err());
     }
 
     #[test]
