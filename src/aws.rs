@@ -328,7 +328,11 @@ impl Endpoint {
                     self.id
                 ))
             } else {
-                anyhow::anyhow!("the endpoint {} has no DNS name yet (state {})", self.id, self.state)
+                anyhow::anyhow!(
+                    "the endpoint {} has no DNS name yet (state {}): wait until it is create-complete, or use another",
+                    self.id,
+                    self.state
+                )
             }
         })
     }
@@ -592,7 +596,11 @@ pub async fn endpoint_by_id(ec2: &aws_sdk_ec2::Client, id: &str) -> anyhow::Resu
         .iter()
         .find(|e| e.instance_connect_endpoint_id() == Some(id))
         .map(Endpoint::from_sdk)
-        .ok_or_else(|| error::usage(format!("the endpoint {id} was not found")))?;
+        .ok_or_else(|| {
+            error::usage(format!(
+                "the endpoint {id} was not found: check the id and the region (aws ec2 describe-instance-connect-endpoints)"
+            ))
+        })?;
     if !USABLE_ENDPOINT_STATES.contains(&endpoint.state.as_str()) {
         return Err(error::usage(format!(
             "the endpoint {id} is in state {}, which accepts no tunnels (usable: {})",

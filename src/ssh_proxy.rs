@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::aws::{self, Aws, Target};
 use crate::cli::{parse_instance_id, Global, ProxyArgs};
-use crate::keys;
 use crate::open_tunnel::{self, Opener};
 use crate::presign::TunnelTarget;
 use crate::push_cache;
+use crate::{error, keys};
 
 /// The instance that ssh's `%h` names.
 pub fn target(host: &str) -> Target<'_> {
@@ -31,10 +31,10 @@ pub async fn run(global: &Global, args: &ProxyArgs) -> anyhow::Result<i32> {
     let instance = instance?;
     instance.ensure_running()?;
     let private_ip = instance.tunnel_address().ok_or_else(|| {
-        anyhow::anyhow!(
+        error::usage(format!(
             "instance {} has no private IPv4 or IPv6 address to tunnel to",
             instance.id
-        )
+        ))
     })?;
     let (endpoint_id, dns_name) = endpoints?.choose(Some(&instance), aws.fips, &aws.region)?;
     let public = key.public.as_deref().unwrap_or_default();
