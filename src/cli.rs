@@ -193,7 +193,8 @@ pub struct SshArgs {
     #[arg(long, value_enum, value_name = "TYPE", default_value_t = ConnectionType::Auto)]
     pub connection_type: ConnectionType,
 
-    /// Endpoint settings: endpointId=eice-...,dnsName=...,maxTunnelDuration=N, or the same as JSON.
+    /// Endpoint settings: endpointId=eice-...,dnsName=...,maxTunnelDuration=N, or the same as JSON;
+    /// either may be read from file://PATH.
     #[arg(long, value_name = "OPTIONS", value_parser = parse_eice_options)]
     pub eice_options: Option<EiceOptions>,
 
