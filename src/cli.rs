@@ -482,7 +482,13 @@ pub fn parse_eice_options(value: &str) -> Result<EiceOptions, String> {
     let read;
     let value = match value.strip_prefix("file://") {
         Some(path) => {
-            read = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            // `file://~/options.json`: no shell expands a `~` there; the AWS CLI does.
+            let path = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+                (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+                _ => std::path::PathBuf::from(path),
+            };
+            read = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             read.trim()
         }
         None => value,

@@ -71,12 +71,16 @@ pub fn generate() -> anyhow::Result<Key> {
 /// already be authorized on the instance, so it is not parsed (any type or format ssh reads,
 /// an EC2 key pair's PEM included) and nothing is pushed.
 pub fn existing(path: &Path) -> anyhow::Result<Key> {
-    fs::File::open(path).map_err(|e| {
+    let unreadable = |why: String| {
         error::usage(format!(
-            "--private-key-file {}: cannot read it: {e}",
+            "--private-key-file {}: cannot read it: {why}",
             path.display()
         ))
-    })?;
+    };
+    let file = fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(unreadable("not a file".into()));
+    }
     Ok(Key {
         public: None,
         path: path.to_path_buf(),
@@ -191,9 +195,11 @@ mod tests {
 
     #[test]
     fn unreadable_key_file_is_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
         for err in [
             from_file(Path::new("/nonexistent/key")).unwrap_err(),
             existing(Path::new("/nonexistent/key")).unwrap_err(),
+            existing(dir.path()).unwrap_err(),
         ] {
             assert_eq!(error::exit_code(&err), error::USAGE);
             assert!(err.to_string().contains("--private-key-file"));

@@ -75,10 +75,16 @@ impl SshCommand {
         if let Some(proxy) = &self.proxy {
             args.extend(["-o".into(), format!("ProxyCommand={}", proxy.command())]);
         }
+        let key = self.key.display().to_string();
+        if key.contains('%') {
+            // ssh expands `%` tokens in identity file names, but looks for an `-i` file before
+            // expanding them: as IdentityFile, with `%` doubled, the file is found.
+            let key = config_quote(&key.replace('%', "%%"));
+            args.extend(["-o".into(), format!("IdentityFile={key}")]);
+        } else {
+            args.extend(["-i".into(), key]);
+        }
         args.extend([
-            "-i".into(),
-            // ssh expands `%` tokens in identity file names.
-            self.key.display().to_string().replace('%', "%%"),
             "-o".into(),
             "IdentitiesOnly=yes".into(),
             "-o".into(),
@@ -186,10 +192,14 @@ pub fn overriding_option(extra: &[String]) -> Option<(String, &'static str)> {
             ('l', _) => Some(("-l".to_string(), "--os-user")),
             ('p', _) => Some(("-p".to_string(), "--ssh-port")),
             ('o', Some(option)) => {
-                let key = option
-                    .split(|c: char| c == '=' || c.is_whitespace())
-                    .next()
-                    .unwrap_or_default();
+                // ssh skips leading blanks and takes a quoted keyword: `-o ' "User"=root'`.
+                let key: String = option
+                    .trim_start()
+                    .trim_start_matches('"')
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect();
+                let key = key.as_str();
                 let instead = match key.to_ascii_lowercase().as_str() {
                     "user" => "--os-user",
                     "port" => "--ssh-port",
@@ -199,6 +209,15 @@ pub fn overriding_option(extra: &[String]) -> Option<(String, &'static str)> {
             }
             _ => None,
         })
+}
+
+/// Quotes a value for ssh_config (and `-o`): double quotes around one with whitespace.
+pub fn config_quote(value: &str) -> String {
+    if value.contains(char::is_whitespace) {
+        format!("\"{value}\"")
+    } else {
+        value.to_string()
+    }
 }
 
 /// Quotes a word for a POSIX shell; plain words stay as they are.
@@ -325,12 +344,16 @@ mod tests {
 
     #[test]
     fn a_percent_in_the_key_path_is_not_a_token() {
+        // ssh looks for an -i file before expanding its tokens: IdentityFile, % doubled.
         let mut cmd = command(false, &[]);
-        cmd.key = "/tmp/100%/id_ed25519".into();
-        assert!(cmd
-            .args()
-            .windows(2)
-            .any(|w| w == ["-i", "/tmp/100%%/id_ed25519"]));
+        cmd.key = "/tmp/100% done/id_ed25519".into();
+        let args = cmd.args();
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["-o", "IdentityFile=\"/tmp/100%% done/id_ed25519\""]),
+            "{args:?}"
+        );
+        assert!(!args.iter().any(|a| a == "-i"));
     }
 
     #[test]
@@ -344,6 +367,9 @@ mod tests {
             (&["-vp2222", "true"], Some(("-p", "--ssh-port"))),
             (&["-o", "User=root"], Some(("-o User", "--os-user"))),
             (&["-oport 2222"], Some(("-o port", "--ssh-port"))),
+            (&["-o", " User=root"], Some(("-o User", "--os-user"))),
+            (&["-o", "\"User\"=root"], Some(("-o User", "--os-user"))),
+            (&["-o", "UserKnownHostsFile=/dev/null"], None),
             (&["-o", "LogLevel=ERROR", "-t", "ls", "-l"], None),
             (&["-L", "8080:localhost:80", "-N"], None),
             (&["uptime", "-p"], None),

@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::cli::SshConfigArgs;
 use crate::error;
 use crate::keys;
-use crate::ssh_command::shell_quote;
+use crate::ssh_command::{config_quote, shell_quote};
 
 /// The block, for this binary and key (absolute paths: ssh expands `~` from the password
 /// database, not from `$HOME`). The proxy is told the key too, so that the key it pushes is the
@@ -19,6 +19,14 @@ use crate::ssh_command::shell_quote;
 pub fn block(exe: &Path, key: &Path) -> String {
     let quote = |path: &Path| shell_quote(&path.display().to_string()).replace('%', "%%");
     let (proxy, key_arg) = (quote(exe), quote(key));
+    let body = format!(
+        "    User ec2-user
+    ProxyCommand {proxy} proxy --key-file {key_arg} '%h' %p '%r'
+    IdentityFile {}
+    IdentitiesOnly yes
+",
+        config_quote(&key.display().to_string().replace('%', "%%"))
+    );
     format!(
         "\
 # Written by `eic ssh-config`: ssh, scp, sftp, rsync, git and editors reach EC2 instances
@@ -27,25 +35,13 @@ pub fn block(exe: &Path, key: &Path) -> String {
 #   ssh web-1.eic                  the running instance whose Name tag is web-1
 # known_hosts entries are kept under the name you type (no HostName is set), which is what
 # HostKeyAlias=<host> would do; ssh_config's HostKeyAlias takes no %h token.
-# Instance ids are i- and 8 or 17 hex digits: other hosts starting with i- are left alone.
-# %h and %r are quoted: OpenSSH before 9.6 passes shell metacharacters in them through.
-Host i-???????? i-????????????????? *.eic
-    User ec2-user
-    ProxyCommand {proxy} proxy --key-file {key_arg} '%h' %p '%r'
-    IdentityFile {}
-    IdentitiesOnly yes
-",
-        config_quote(&key.display().to_string().replace('%', "%%"))
+# Instance ids are i- and 8 or 17 characters without a dot: other hosts are left alone.
+# %h and %r are single-quoted for the ProxyCommand's shell, and a host or user with a ' in
+# it is left alone: OpenSSH before 9.6 passes such names through from the command line.
+Match host \"i-????????,i-?????????????????,!*.*,!*'*\" user \"*,!*'*\"
+{body}Match host \"*.eic,!*'*\" user \"*,!*'*\"
+{body}"
     )
-}
-
-/// ssh_config quotes arguments with spaces in double quotes.
-fn config_quote(value: &str) -> String {
-    if value.contains(char::is_whitespace) {
-        format!("\"{value}\"")
-    } else {
-        value.to_string()
-    }
 }
 
 /// What `install` changed.
@@ -70,9 +66,15 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
         done.block_written = true;
     }
 
-    // A config that is a symlink (dotfile managers) is edited where it points.
-    let config = ssh_dir.join("config");
-    let config = fs::canonicalize(&config).unwrap_or(config);
+    // A config that is a symlink (dotfile managers) is edited where it points, even when that
+    // file does not exist yet.
+    let mut config = ssh_dir.join("config");
+    for _ in 0..8 {
+        match fs::read_link(&config) {
+            Ok(target) => config = config.parent().unwrap_or(ssh_dir).join(target),
+            Err(_) => break,
+        }
+    }
     let include = format!("Include {}", config_quote(&ours.display().to_string()));
     let existing = match fs::read_to_string(&config) {
         Ok(text) => Some(text),
@@ -106,7 +108,8 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
     let mut staged = tempfile::Builder::new()
         .prefix(".eic-")
         .permissions(Permissions::from_mode(mode))
-        .tempfile_in(dir)?;
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     staged.write_all(bytes)?;
     staged.as_file().sync_all()?;
     staged
@@ -123,7 +126,11 @@ fn stable_exe(exe: &Path, path: Option<std::ffi::OsString>) -> PathBuf {
     let on_path = exe.file_name().zip(path).and_then(|(name, path)| {
         std::env::split_paths(&path)
             .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_absolute() && fs::canonicalize(candidate).ok() == real)
+            .find(|candidate| {
+                candidate.is_absolute()
+                    && real.is_some()
+                    && fs::canonicalize(candidate).ok() == real
+            })
     });
     on_path.unwrap_or_else(|| exe.to_path_buf())
 }
@@ -248,34 +255,65 @@ mod tests {
     }
 
     #[test]
-    fn the_host_pattern_takes_instance_ids_and_names_only() {
-        let b = block(Path::new("/usr/bin/eic"), Path::new("/k"));
-        let host = b.lines().find(|l| l.starts_with("Host ")).unwrap();
-        let patterns: Vec<&str> = host.split_whitespace().skip(1).collect();
-        // ssh_config patterns: `?` is one character, `*` any run.
-        fn matches(pattern: &[u8], host: &[u8]) -> bool {
-            match (pattern.first(), host.first()) {
-                (None, None) => true,
-                (Some(b'*'), _) => {
-                    matches(&pattern[1..], host)
-                        || (!host.is_empty() && matches(pattern, &host[1..]))
-                }
-                (Some(b'?'), Some(_)) => matches(&pattern[1..], &host[1..]),
-                (Some(p), Some(h)) => p == h && matches(&pattern[1..], &host[1..]),
-                _ => false,
-            }
-        }
-        let taken = |host: &str| {
-            patterns
-                .iter()
-                .any(|p| matches(p.as_bytes(), host.as_bytes()))
+    fn the_block_takes_instance_ids_and_names_only() {
+        // As OpenSSH reads it: `ssh -G` prints the configuration it would use for a host.
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        fs::write(&config, block(Path::new("/usr/bin/eic"), Path::new("/k"))).unwrap();
+        let resolved = |destination: &str| {
+            let out = std::process::Command::new("ssh")
+                .arg("-G")
+                .arg("-F")
+                .arg(&config)
+                .arg(destination)
+                .output()
+                .expect("ssh (openssh-client) runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            let value = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .map(str::to_string)
+            };
+            (value("user "), value("proxycommand "))
         };
         for host in ["i-0123456789abcdef0", "i-01234567", "web-1.eic"] {
-            assert!(taken(host), "{host}");
+            let (user, proxy) = resolved(host);
+            assert_eq!(user.as_deref(), Some("ec2-user"), "{host}");
+            let proxy = proxy.unwrap_or_default();
+            assert!(
+                proxy.starts_with("/usr/bin/eic proxy --key-file /k "),
+                "{host}: {proxy}"
+            );
         }
-        for host in ["i-love.example.com", "i-0123456789", "example.com", "i-"] {
-            assert!(!taken(host), "{host}");
+        assert_eq!(resolved("ubuntu@web-1.eic").0.as_deref(), Some("ubuntu"));
+        for host in [
+            "i-cloud.fr",
+            "i-love.example.com",
+            "i-0123456789",
+            "example.com",
+        ] {
+            assert_eq!(resolved(host).1, None, "{host}");
         }
+    }
+
+    #[test]
+    fn install_writes_a_dangling_symlinks_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join(".ssh");
+        fs::create_dir(&ssh).unwrap();
+        fs::create_dir(dir.path().join("dotfiles")).unwrap();
+        std::os::unix::fs::symlink("../dotfiles/ssh_config", ssh.join("config")).unwrap();
+        install(&ssh, "Host i-*\n").unwrap();
+        assert!(fs::symlink_metadata(ssh.join("config"))
+            .unwrap()
+            .is_symlink());
+        let text = fs::read_to_string(dir.path().join("dotfiles/ssh_config")).unwrap();
+        assert!(text.contains("Include "), "{text}");
     }
 
     #[test]

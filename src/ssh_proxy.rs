@@ -37,7 +37,10 @@ pub async fn run(global: &Global, args: &ProxyArgs) -> anyhow::Result<i32> {
         ))
     })?;
     let (endpoint_id, dns_name) = endpoints?.choose(Some(&instance), aws.fips, &aws.region)?;
-    let public = key.public.as_deref().unwrap_or_default();
+    let public = key
+        .public
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("{}: no public key to push", key.path.display()))?;
     push_cache::push_once(&instance.id, &args.user, public, || async {
         let client = aws.instance_connect().await?;
         aws::send_ssh_public_key(&client, &instance.id, &args.user, public, &aws.region).await

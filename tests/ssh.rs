@@ -492,6 +492,17 @@ async fn an_own_key_is_used_as_it_is_unless_push_key() {
     assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
     assert!(authorized.exists(), "the user's key is never removed");
 
+    // In a directory whose name has a % and a space: ssh expands % tokens in key paths.
+    let odd = lab.home.path().join("100% sure");
+    std::fs::create_dir(&odd).unwrap();
+    let moved = odd.join("id");
+    std::fs::rename(&authorized, &moved).unwrap();
+    let key = moved.display().to_string();
+    let own = ["--private-key-file", key.as_str()];
+    let out = run(&mut eic_ssh(&lab, &runtime, &own, &["echo odd"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "odd\n");
+
     // Not authorized anywhere: --push-key pushes its public half first.
     let fresh = lab.home.path().join("id_fresh");
     let made = std::process::Command::new("ssh-keygen")
