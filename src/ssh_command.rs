@@ -130,6 +130,17 @@ impl SshCommand {
 /// ssh's options that take a value (from ssh(1)'s getopt string).
 const WITH_VALUE: &[u8] = b"BbcDEeFIiJLlmOoPpQRSWw";
 
+/// A cluster of ssh options without its `-` (`tt`, `vp2222`) as ssh's getopt reads it: the
+/// flags, then the first value-taking letter and the rest of the cluster as its value (empty:
+/// the value is the next argument).
+fn cluster(letters: &str) -> (&str, Option<(char, &str)>) {
+    let takes_value = |(_, c): &(usize, char)| c.is_ascii() && WITH_VALUE.contains(&(*c as u8));
+    match letters.char_indices().find(takes_value) {
+        Some((pos, letter)) => (&letters[..pos], Some((letter, &letters[pos + 1..]))),
+        None => (letters, None),
+    }
+}
+
 /// Splits the arguments after `--` into ssh options and the remote command, the way ssh's own
 /// option parser reads them: options until the first word that is not one (or `--`).
 pub fn split_ssh_args(args: &[String]) -> (&[String], &[String]) {
@@ -142,16 +153,8 @@ pub fn split_ssh_args(args: &[String]) -> (&[String], &[String]) {
         if !arg.starts_with('-') || arg == "-" {
             break;
         }
-        // A cluster like `-tt` or `-vp2222`: a value-taking letter consumes the rest, or the
-        // next argument when it ends the cluster.
-        let letters = &arg.as_bytes()[1..];
-        let mut consumes_next = false;
-        for (pos, letter) in letters.iter().enumerate() {
-            if WITH_VALUE.contains(letter) {
-                consumes_next = pos == letters.len() - 1;
-                break;
-            }
-        }
+        // A value-taking letter that ends its cluster takes the next argument.
+        let consumes_next = matches!(cluster(&arg[1..]), (_, Some((_, ""))));
         i += if consumes_next { 2 } else { 1 };
     }
     let i = i.min(args.len());
@@ -163,19 +166,14 @@ fn option_letters(options: &[String]) -> Vec<(char, Option<&str>)> {
     let mut letters = Vec::new();
     let mut args = options.iter();
     while let Some(arg) = args.next() {
-        let cluster = arg.strip_prefix('-').unwrap_or_default();
-        for (pos, letter) in cluster.char_indices() {
-            if WITH_VALUE.contains(&(letter as u8)) {
-                let rest = &cluster[pos + 1..];
-                let value = if rest.is_empty() {
-                    args.next().map(String::as_str)
-                } else {
-                    Some(rest)
-                };
-                letters.push((letter, value));
-                break;
-            }
-            letters.push((letter, None));
+        let (flags, with_value) = cluster(arg.strip_prefix('-').unwrap_or_default());
+        letters.extend(flags.chars().map(|flag| (flag, None)));
+        if let Some((letter, rest)) = with_value {
+            let value = match rest {
+                "" => args.next().map(String::as_str),
+                rest => Some(rest),
+            };
+            letters.push((letter, value));
         }
     }
     letters

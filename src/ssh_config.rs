@@ -122,14 +122,14 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
 /// link such as a package manager's keeps working when the version it points to is replaced;
 /// else the binary itself.
 fn stable_exe(exe: &Path, path: Option<std::ffi::OsString>) -> PathBuf {
-    let real = fs::canonicalize(exe).ok();
+    let Ok(real) = fs::canonicalize(exe) else {
+        return exe.to_path_buf();
+    };
     let on_path = exe.file_name().zip(path).and_then(|(name, path)| {
         std::env::split_paths(&path)
             .map(|dir| dir.join(name))
             .find(|candidate| {
-                candidate.is_absolute()
-                    && real.is_some()
-                    && fs::canonicalize(candidate).ok() == real
+                candidate.is_absolute() && fs::canonicalize(candidate).is_ok_and(|c| c == real)
             })
     });
     on_path.unwrap_or_else(|| exe.to_path_buf())
