@@ -9,6 +9,7 @@ pub mod cli;
 pub mod error;
 pub mod keys;
 pub mod listener;
+pub mod memcpy;
 pub mod open_tunnel;
 pub mod presign;
 pub mod proxy;

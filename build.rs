@@ -1,0 +1,9 @@
+//! Links the eic binary with `--wrap=memcpy` on x86_64 Linux with glibc (`src/memcpy_shim.rs`).
+
+fn main() {
+    let cfg = |key: &str| std::env::var(format!("CARGO_CFG_TARGET_{key}")).unwrap_or_default();
+    if cfg("ARCH") == "x86_64" && cfg("OS") == "linux" && cfg("ENV") == "gnu" {
+        println!("cargo:rustc-link-arg-bins=-Wl,--wrap=memcpy");
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+}
