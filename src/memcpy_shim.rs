@@ -1,7 +1,7 @@
-//! `memcpy` for the eic binary on x86_64 Linux with glibc: build.rs links it (and the benchmark)
-//! with `--wrap=memcpy`, so every `memcpy` call in eic's code (Rust's and aws-lc's) comes here. A copy
-//! that glibc would make with a slow `rep movsb` (see [`eic::memcpy`]) goes to glibc's own
-//! `memcpy` in pieces; every other copy goes to it whole.
+//! `memcpy` for the eic binary on x86_64 Linux with glibc: build.rs links it (and the
+//! benchmark) with `--wrap=memcpy`, so every `memcpy` call in eic's code (Rust's and aws-lc's)
+//! comes here. A copy that glibc would make with a slow `rep movsb` (see [`eic::memcpy`]) goes
+//! to glibc's own `memcpy` in pieces; every other copy goes to it whole.
 
 use std::ffi::c_void;
 
