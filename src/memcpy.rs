@@ -17,7 +17,7 @@ pub const PIECE: usize = 2048;
 
 /// Whether glibc would copy `len` bytes from `src` to `dst` with a slow `rep movsb`: more than
 /// [`PIECE`] bytes, with the destination 1-63 bytes past the source modulo 4 KiB (the slow window
-/// measured 1-31; the margin costs nothing).
+/// measured 1-31; the margin adds a few calls to glibc for copies that are rare).
 pub fn is_aliased(dst: usize, src: usize, len: usize) -> bool {
     let distance = dst.wrapping_sub(src) % 4096;
     len > PIECE && (1..64).contains(&distance)
