@@ -96,10 +96,7 @@ impl Aws {
         Some(Aws {
             region,
             fips,
-            ca_bundle: global
-                .ca_bundle
-                .clone()
-                .or_else(|| var("AWS_CA_BUNDLE").map(PathBuf::from)),
+            ca_bundle: named_ca_bundle(global),
             credentials: CredentialSource::fixed(credentials),
             sdk: None,
         })
@@ -184,14 +181,20 @@ async fn provide(provider: &SharedCredentialsProvider) -> anyhow::Result<Credent
     })
 }
 
+/// `--ca-bundle`, else `AWS_CA_BUNDLE`: the CA bundle named without reading the profile.
+fn named_ca_bundle(global: &Global) -> Option<PathBuf> {
+    global.ca_bundle.clone().or_else(|| {
+        std::env::var_os("AWS_CA_BUNDLE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
 /// `--ca-bundle`, else `AWS_CA_BUNDLE`, else the profile's `ca_bundle`, as the AWS CLI reads
 /// them.
 async fn ca_bundle(global: &Global) -> Option<PathBuf> {
-    if let Some(path) = &global.ca_bundle {
-        return Some(path.clone());
-    }
-    if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(path));
+    if let Some(path) = named_ca_bundle(global) {
+        return Some(path);
     }
     let profiles = aws_config::profile::load(
         &aws_types::os_shim_internal::Fs::real(),
