@@ -431,7 +431,6 @@ fn parse_region(value: &str) -> Result<String, String> {
     accept(ok, value, "expected a region name like us-east-1")
 }
 
-/// A login name as sshd and SendSSHPublicKey accept it.
 /// An OS user as SendSSHPublicKey takes it: `^[A-Za-z_][A-Za-z0-9@._-]{0,30}[A-Za-z0-9$_-]?$`
 /// (`admin@corp`, `svc$` included). Never an option, a shell word or a token for ssh.
 pub fn parse_os_user(value: &str) -> Result<String, String> {

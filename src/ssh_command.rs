@@ -79,8 +79,7 @@ impl SshCommand {
         if key.contains('%') {
             // ssh expands `%` tokens in identity file names, but looks for an `-i` file before
             // expanding them: as IdentityFile, with `%` doubled, the file is found.
-            let key = config_quote(&key.replace('%', "%%"));
-            args.extend(["-o".into(), format!("IdentityFile={key}")]);
+            args.extend(["-o".into(), format!("IdentityFile={}", config_path(&key))]);
         } else {
             args.extend(["-i".into(), key]);
         }
@@ -207,6 +206,12 @@ pub fn overriding_option(extra: &[String]) -> Option<(String, &'static str)> {
             }
             _ => None,
         })
+}
+
+/// A file name as ssh_config (and `-o`) takes it where ssh expands `%` tokens (`IdentityFile`):
+/// `%` doubled, then quoted.
+pub fn config_path(path: &str) -> String {
+    config_quote(&path.replace('%', "%%"))
 }
 
 /// Quotes a value for ssh_config (and `-o`): double quotes around one with whitespace.

@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::cli::SshConfigArgs;
 use crate::error;
 use crate::keys;
-use crate::ssh_command::{config_quote, shell_quote};
+use crate::ssh_command::{config_path, config_quote, shell_quote};
 
 /// The block, for this binary and key (absolute paths: ssh expands `~` from the password
 /// database, not from `$HOME`). The proxy is told the key too, so that the key it pushes is the
@@ -25,7 +25,7 @@ pub fn block(exe: &Path, key: &Path) -> String {
     IdentityFile {}
     IdentitiesOnly yes
 ",
-        config_quote(&key.display().to_string().replace('%', "%%"))
+        config_path(&key.display().to_string())
     );
     format!(
         "\
