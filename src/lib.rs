@@ -69,18 +69,31 @@ pub fn print_out(bytes: &[u8]) -> anyhow::Result<i32> {
 /// Logs go to stderr only (in proxy mode stdout is the SSH stream). `--debug` shows eic's
 /// own debug logs and the SDK's informational ones; neither carries secrets.
 fn init_logging(debug: bool) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    // A fixed filter, not RUST_LOG: eic's own events, and with --debug the SDK's.
     let filter = if debug {
-        "eic=debug,aws_config=info,aws_smithy_runtime=info,aws_sdk_ec2=info,aws_sdk_ec2instanceconnect=info"
+        let sdk = [
+            "aws_config",
+            "aws_smithy_runtime",
+            "aws_sdk_ec2",
+            "aws_sdk_ec2instanceconnect",
+        ];
+        Targets::new()
+            .with_target("eic", LevelFilter::DEBUG)
+            .with_targets(sdk.map(|target| (target, LevelFilter::INFO)))
     } else {
-        "eic=warn"
+        Targets::new().with_target("eic", LevelFilter::WARN)
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(
             std::io::stderr().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         )
-        .with_target(false)
+        .with_target(false);
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
         .try_init();
 }
