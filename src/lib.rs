@@ -28,6 +28,7 @@ use cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     cli.validate(std::io::stdin().is_terminal())?;
     init_logging(cli.global.debug);
+    install_default_crypto();
     let listener = matches!(&cli.command, Command::OpenTunnel(t) if t.local_port.is_some());
     let runtime = if listener {
         tokio::runtime::Builder::new_multi_thread()
@@ -66,6 +67,13 @@ pub fn print_out(bytes: &[u8]) -> anyhow::Result<i32> {
     }
 }
 
+/// rustls is built with both aws-lc-rs and ring (see `tunnel::tls_config`), so it cannot pick a
+/// process-wide provider by itself, and a rustls config built without naming one would panic.
+/// Every config in eic names its provider; this makes aws-lc the answer for any that does not.
+fn install_default_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Logs go to stderr only (in proxy mode stdout is the SSH stream). `--debug` shows eic's
 /// own debug logs and the SDK's informational ones; neither carries secrets.
 fn init_logging(debug: bool) {
@@ -96,4 +104,20 @@ fn init_logging(debug: bool) {
         .with(fmt)
         .with(filter)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_config_without_a_named_provider_gets_aws_lc() {
+        super::install_default_crypto();
+        let provider = rustls::crypto::CryptoProvider::get_default().expect("installed");
+        let aws_lc = rustls::crypto::aws_lc_rs::default_provider();
+        let names = |p: &rustls::crypto::CryptoProvider| {
+            p.kx_groups.iter().map(|g| g.name()).collect::<Vec<_>>()
+        };
+        assert_eq!(names(provider), names(&aws_lc));
+        // The call that panics when rustls has two providers and none is installed.
+        let _ = rustls::ClientConfig::builder();
+    }
 }
