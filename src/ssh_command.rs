@@ -196,7 +196,6 @@ pub fn overriding_option(extra: &[String]) -> Option<(String, &'static str)> {
                     .chars()
                     .take_while(char::is_ascii_alphanumeric)
                     .collect();
-                let key = key.as_str();
                 let instead = match key.to_ascii_lowercase().as_str() {
                     "user" => "--os-user",
                     "port" => "--ssh-port",
