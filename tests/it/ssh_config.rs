@@ -1,12 +1,10 @@
 //! Plain OpenSSH tools through `eic ssh-config` and `eic proxy`: ssh, scp, sftp and rsync with a
 //! generated ssh_config in a temporary HOME, and Name-tag targets.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{run, text, Lab, INSTANCE};
+use crate::common::{run, text, Lab, INSTANCE};
 use eic_standin::{Endpoint, Instance, Sshd, StandIn, World, TYPICAL_ENDPOINT_ID};
 use tokio::process::Command;
 
@@ -70,7 +68,7 @@ async fn ssh_scp_sftp_and_rsync_through_the_generated_config() {
     // scp both ways (the "instance" is this machine, so its files are ours to check).
     let work = tempfile::tempdir().unwrap();
     let local = work.path().join("up.bin");
-    let payload = common::payload(300_000, 7);
+    let payload = crate::common::payload(300_000, 7);
     std::fs::write(&local, &payload).unwrap();
     let remote_path = work.path().join("remote.bin");
     let remote = format!("{by_id}:{}", remote_path.display());
@@ -128,7 +126,7 @@ async fn ssh_scp_sftp_and_rsync_through_the_generated_config() {
     for (path, seed) in [("a.txt", 1u64), ("sub/b.bin", 2), ("sub/deeper/c.bin", 3)] {
         let file = tree.join(path);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(&file, common::payload(20_000 + seed as usize, seed)).unwrap();
+        std::fs::write(&file, crate::common::payload(20_000 + seed as usize, seed)).unwrap();
     }
     let copy = work.path().join("copy");
     let rsh = format!(

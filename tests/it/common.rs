@@ -1,6 +1,5 @@
 //! Shared fixtures for eic's end-to-end tests: the stand-in, a real sshd, an isolated HOME,
 //! and the real `eic` binary run against them.
-#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -22,7 +22,7 @@ fn amz_date(s: &str) -> SystemTime {
 #[test]
 fn reproduces_every_botocore_vector() {
     let file: Value =
-        serde_json::from_str(include_str!("data/presign-vectors.json")).expect("vectors parse");
+        serde_json::from_str(include_str!("../data/presign-vectors.json")).expect("vectors parse");
     let vectors = file["vectors"].as_array().expect("vectors array");
     assert!(vectors.len() >= 5, "expected the full vector set");
     for vector in vectors {

@@ -1,13 +1,11 @@
 //! The stand-in end to end: a URL from eic's presigner reaches the real sshd through the
 //! stand-in's TLS WebSocket, and the stand-in refuses what the service refuses.
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
+use crate::common::{Lab, ENDPOINT, PRIVATE_IP};
 use aws_credential_types::Credentials;
-use common::{Lab, ENDPOINT, PRIVATE_IP};
 use eic::presign::{presign, TunnelTarget};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{self, Message};

@@ -1,11 +1,9 @@
 //! `eic ssh` end to end: the stand-in, a real sshd, and the system ssh.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{run, text, Lab, ENDPOINT, INSTANCE};
+use crate::common::{run, text, Lab, ENDPOINT, INSTANCE};
 use eic_standin::{Endpoint, Instance, Sshd, StandIn, World};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;

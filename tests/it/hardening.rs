@@ -1,12 +1,10 @@
 //! Hardening: faults beyond the stand-in's basic knobs, hostile frame sequences, secrets, key
 //! clean-up under SIGKILL, and load. Each test is bounded in time; docs/reliability.md lists them.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{run, text, Lab, TunnelListener, INSTANCE};
+use crate::common::{run, text, Lab, TunnelListener, INSTANCE};
 use eic_standin::{Credential, Faults, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -543,7 +541,7 @@ async fn a_thousand_sequential_connections_leak_nothing() {
         async move {
             let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
             let msg = format!("connection {i}");
-            let back = common::echo_back(&mut tcp, msg.as_bytes()).await;
+            let back = crate::common::echo_back(&mut tcp, msg.as_bytes()).await;
             assert_eq!(back, msg.as_bytes());
         }
     };
@@ -618,11 +616,11 @@ async fn twenty_tunnels_of_64_mib_in_parallel() {
     for i in 0..20u64 {
         let addr = listener.addr;
         tasks.spawn(async move {
-            let data = common::payload(size, 1000 + i);
-            let want = common::sha256(&data);
+            let data = crate::common::payload(size, 1000 + i);
+            let want = crate::common::sha256(&data);
             let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let back = common::echo_back(&mut tcp, &data).await;
-            (i, want, common::sha256(&back))
+            let back = crate::common::echo_back(&mut tcp, &data).await;
+            (i, want, crate::common::sha256(&back))
         });
     }
     let all = tokio::time::timeout(Duration::from_secs(240), tasks.join_all())

@@ -2,12 +2,10 @@
 //! frames, resets, refused or hanging upgrades), the duration limit, how fast eic exits, and
 //! which endpoint and address a tunnel goes to.
 
-mod common;
-
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use common::{Lab, ENDPOINT, INSTANCE};
+use crate::common::{Lab, ENDPOINT, INSTANCE};
 use eic_standin::eice::{CONNECT_FAILED, DURATION_EXCEEDED};
 use eic_standin::{Endpoint, Faults, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

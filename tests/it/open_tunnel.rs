@@ -3,12 +3,10 @@
 //!
 //! Faults, target resolution and time limits are in `open_tunnel_faults.rs`.
 
-mod common;
-
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     echo_back, payload, run, sha256, text, ConnectProxy, Lab, TunnelListener, ENDPOINT, INSTANCE,
     PRIVATE_IP,
 };
