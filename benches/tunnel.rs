@@ -20,12 +20,6 @@
 mod cases;
 #[path = "tunnel/lab.rs"]
 mod lab;
-// eic's `memcpy` wrapper (build.rs links the bench with it too): the stand-in's TLS and
-// WebSocket copies would otherwise hit glibc's slow `rep movsb` window, on the CPUs that ssh,
-// sshd and eic share, where the real endpoint's copies cost the user's machine nothing.
-#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
-#[path = "../src/memcpy_shim.rs"]
-mod memcpy_shim;
 #[path = "tunnel/stats.rs"]
 mod stats;
 

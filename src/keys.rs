@@ -1,9 +1,10 @@
 //! SSH keys: a one-time Ed25519 key made in memory and written 0600 inside a fresh 0700
-//! directory that is removed when the key is dropped, or the user's own key file.
+//! directory that is removed when the key is dropped, eic's persistent key for ssh_config, or
+//! the user's own key file; and the one way eic writes a file.
 
-use std::fs::{self, OpenOptions, Permissions};
+use std::fs::{self, Permissions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -31,8 +32,28 @@ impl Key {
     }
 }
 
+/// Which key `eic ssh` logs in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A one-time key, made now and pushed.
+    OneTime,
+    /// The user's own key, already authorized on the instance: nothing is pushed.
+    Own(PathBuf),
+    /// The user's own key, whose public half is pushed.
+    Pushed(PathBuf),
+}
+
+/// The key to log in with.
+pub fn load(source: &KeySource) -> anyhow::Result<Key> {
+    match source {
+        KeySource::OneTime => generate(),
+        KeySource::Own(path) => existing(path),
+        KeySource::Pushed(path) => from_file(path),
+    }
+}
+
 /// Where one-time keys live: `$XDG_RUNTIME_DIR` (a per-user tmpfs) when set, else the temp dir.
-pub fn key_parent() -> PathBuf {
+pub fn runtime_dir() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute() && p.is_dir())
@@ -45,7 +66,7 @@ pub fn generate() -> anyhow::Result<Key> {
     let private = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
         .context("cannot generate an Ed25519 key")?;
     let public = private.public_key().to_openssh()?;
-    let parent = key_parent();
+    let parent = runtime_dir();
     let dir = tempfile::Builder::new()
         .prefix("eic-")
         .permissions(Permissions::from_mode(0o700))
@@ -53,13 +74,7 @@ pub fn generate() -> anyhow::Result<Key> {
         .with_context(|| format!("cannot create a private directory in {}", parent.display()))?;
     let path = dir.path().join("id_ed25519");
     let pem = private.to_openssh(LineEnding::LF)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot write the one-time key {}", path.display()))?;
-    file.write_all(pem.as_bytes())?;
+    write_file(&path, pem.as_bytes(), 0o600, false)?;
     Ok(Key {
         public: Some(public),
         path,
@@ -150,23 +165,43 @@ fn create_dedicated(path: &Path) -> anyhow::Result<()> {
     }
     let private = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
     let public = private.public_key().to_openssh()?;
-    let staged = tempfile::Builder::new()
-        .prefix(".eic_ed25519-")
-        .permissions(Permissions::from_mode(0o600))
-        .tempfile_in(dir)?;
-    fs::write(
-        staged.path(),
-        private.to_openssh(LineEnding::LF)?.as_bytes(),
-    )?;
-    match fs::hard_link(staged.path(), path) {
-        Ok(()) => {
-            fs::write(format!("{}.pub", path.display()), format!("{public} eic\n"))?;
-            eprintln!("eic: created the key {}", path.display());
-            Ok(())
-        }
-        // Another process made it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    // Another process may make it first: then theirs is used.
+    let pem = private.to_openssh(LineEnding::LF)?;
+    if write_file(path, pem.as_bytes(), 0o600, false)? {
+        let public = format!("{public} eic\n");
+        write_file(
+            Path::new(&format!("{}.pub", path.display())),
+            public.as_bytes(),
+            0o644,
+            true,
+        )?;
+        eprintln!("eic: created the key {}", path.display());
+    }
+    Ok(())
+}
+
+/// Writes `path` in one step, so that no reader ever sees half a file: staged beside it with
+/// `mode`, synced, then renamed into place, or (`replace` false) linked only if `path` does not
+/// exist yet. Returns whether it wrote.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> anyhow::Result<bool> {
+    let cannot = || format!("cannot write {}", path.display());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut staged = tempfile::Builder::new()
+        .prefix(".eic-")
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .with_context(cannot)?;
+    staged.write_all(bytes).with_context(cannot)?;
+    staged.as_file().sync_all().with_context(cannot)?;
+    let persisted = if replace {
+        staged.persist(path)
+    } else {
+        staged.persist_noclobber(path)
+    };
+    match persisted {
+        Ok(_) => Ok(true),
+        Err(e) if !replace && e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e.error).with_context(cannot),
     }
 }
 

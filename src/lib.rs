@@ -1,70 +1,61 @@
 //! eic: a fast, native clone of `aws ec2-instance-connect ssh` and `open-tunnel`.
 //!
-//! `main.rs` parses the command line and maps errors to exit codes; everything else is here,
-//! one module per boundary.
+//! `main.rs` parses the command line and maps errors to exit codes. [`cli`] turns the arguments
+//! into a checked plan, and [`run`] hands it to one of the commands in [`cmd`], which read top to
+//! bottom as their flow over the layers below them: [`aws`] (configuration and API calls),
+//! [`resolve`] (instance, endpoint, address), [`presign`], [`tunnel`], [`http_proxy`], [`local`]
+//! (stdin/stdout or a socket, and the pump), [`keys`], [`push_cache`], [`ssh_argv`] and
+//! [`signals`]. Layers never import `cli` or a command.
 #![forbid(unsafe_code)]
 
 pub mod aws;
 pub mod cli;
+pub mod cmd;
 pub mod error;
+pub mod http_proxy;
 pub mod keys;
-pub mod listener;
-pub mod memcpy;
-pub mod open_tunnel;
+pub mod local;
 pub mod presign;
-pub mod proxy;
 pub mod push_cache;
-pub mod ssh;
-pub mod ssh_command;
-pub mod ssh_config;
-pub mod ssh_proxy;
+pub mod resolve;
+pub mod signals;
+pub mod ssh_argv;
 pub mod tunnel;
 
 use std::io::IsTerminal;
 
-use cli::{Cli, Command};
+use cli::{Cli, Invocation, Plan};
 
 /// Runs a parsed command line and returns the process's exit status.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    cli.validate(std::io::stdin().is_terminal())?;
-    init_logging(cli.global.debug);
+    let Invocation {
+        settings,
+        debug,
+        plan,
+    } = cli.into_plan(std::io::stdin().is_terminal())?;
+    init_logging(debug);
     install_default_crypto();
-    let listener = matches!(&cli.command, Command::OpenTunnel(t) if t.local_port.is_some());
-    let runtime = if listener {
-        tokio::runtime::Builder::new_multi_thread()
+    let runtime = match plan {
+        // The listener serves its tunnels on both cores.
+        Plan::Listen(_) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_current_thread()
+            .build()?,
+        _ => tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()?
+            .build()?,
     };
     runtime.block_on(async {
-        match &cli.command {
-            Command::Ssh(args) => ssh::run(&cli.global, args).await,
-            Command::OpenTunnel(args) => open_tunnel::run(&cli.global, args).await,
-            Command::Proxy(args) => ssh_proxy::run(&cli.global, args).await,
-            Command::SshConfig(args) => ssh_config::run(args),
-            Command::Completions { shell } => {
-                let mut command = <Cli as clap::CommandFactory>::command();
-                let mut script = Vec::new();
-                clap_complete::generate(*shell, &mut command, "eic", &mut script);
-                print_out(&script)
-            }
-            Command::Man { command } => print_out(&cli::man_page(command.as_deref())?),
+        match plan {
+            Plan::Ssh(plan) => cmd::ssh::run(&settings, plan).await,
+            Plan::OpenTunnel(plan) => cmd::open_tunnel::run(&settings, plan).await,
+            Plan::Listen(plan) => cmd::listen::run(&settings, plan).await,
+            Plan::Proxy(plan) => cmd::proxy::run(&settings, plan).await,
+            Plan::SshConfig { install } => cmd::ssh_config::run(install),
+            Plan::Completions(shell) => cmd::completions::run(shell),
+            Plan::Man(command) => cmd::man::run(command.as_deref()),
         }
     })
-}
-
-/// Writes command output to stdout; a reader that went away (`| head`) is not an error.
-pub fn print_out(bytes: &[u8]) -> anyhow::Result<i32> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(0),
-    }
 }
 
 /// rustls is built with both aws-lc-rs and ring (see `tunnel::tls_config`), so it cannot pick a

@@ -1,10 +1,5 @@
 //! The `eic` binary: parse, run, and map the outcome to an exit code in one place.
-// One module is allowed `unsafe`: the `memcpy` wrapper the linker puts before glibc's.
-#![deny(unsafe_code)]
-
-#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-mod memcpy_shim;
+#![forbid(unsafe_code)]
 
 use clap::error::ErrorKind;
 use clap::Parser;

@@ -19,7 +19,7 @@ pub const FRESH_FOR: Duration = Duration::from_secs(40);
 /// This user's cache directory: 0700, owned by us, under `$XDG_RUNTIME_DIR` or the temp dir.
 fn cache_dir() -> anyhow::Result<PathBuf> {
     let uid = nix::unistd::getuid().as_raw();
-    let dir = keys::key_parent().join(format!("eic-cache-{uid}"));
+    let dir = keys::runtime_dir().join(format!("eic-cache-{uid}"));
     match fs::create_dir(&dir) {
         Ok(()) => fs::set_permissions(&dir, Permissions::from_mode(0o700))?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -1,25 +1,17 @@
-//! The EICE WebSocket tunnel: TLS connect (optionally through a proxy), the upgrade, and the
-//! tunnel wrapped once as an `AsyncRead + AsyncWrite` byte stream, plus the copy loop and a
-//! stdin that does not hold up the exit.
+//! The EICE WebSocket tunnel: TLS (directly or through an HTTP proxy), the presigned upgrade,
+//! its reader and writer halves, the close codes, and the [`Opener`] that makes one tunnel per
+//! connection.
 
 use std::fmt;
-use std::future::Future;
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
-use tokio::net::unix::pipe;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{HeaderValue, USER_AGENT};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -27,11 +19,12 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::error;
-use crate::proxy;
+use crate::aws::{CaBundle, Signing};
+use crate::presign::{self, DnsName, TunnelTarget};
+use crate::{error, http_proxy};
 
 /// How big one relayed chunk (and so one binary frame) may be.
-const CHUNK: usize = 64 * 1024;
+pub const CHUNK: usize = 64 * 1024;
 
 /// The `User-Agent` of the WebSocket upgrade.
 pub const USER_AGENT_VALUE: &str = concat!("eic/", env!("CARGO_PKG_VERSION"));
@@ -62,30 +55,14 @@ impl fmt::Display for Closed {
 
 impl std::error::Error for Closed {}
 
-/// The server sent something a tunnel must not carry.
-#[derive(Debug)]
-pub struct ProtocolError(pub String);
-
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tunnel protocol error: {}", self.0)
-    }
-}
-
-impl std::error::Error for ProtocolError {}
-
 type Ws = WebSocketStream<MaybeTlsStream<BufReader<TcpStream>>>;
 
-/// A TLS WebSocket tunnel as a byte stream: writes become binary frames, binary frames are read.
-pub struct Tunnel {
-    reader: TunnelReader,
-    writer: TunnelWriter,
-}
+/// An open tunnel: binary frames both ways.
+pub struct Tunnel(Ws);
 
 /// The receiving half of a [`Tunnel`]: the payloads of the server's binary frames.
 pub struct TunnelReader {
     ws: SplitStream<Ws>,
-    pending: Bytes,
     eof: bool,
 }
 
@@ -96,36 +73,30 @@ pub struct TunnelWriter {
 }
 
 impl Tunnel {
-    fn new(ws: Ws) -> Tunnel {
-        let (sink, stream) = ws.split();
-        Tunnel {
-            reader: TunnelReader {
-                ws: stream,
-                pending: Bytes::new(),
-                eof: false,
-            },
-            writer: TunnelWriter {
-                ws: sink,
-                close_sent: false,
-            },
-        }
-    }
-
     /// The two directions, to drive concurrently.
     pub fn split(self) -> (TunnelReader, TunnelWriter) {
-        (self.reader, self.writer)
+        let (sink, stream) = self.0.split();
+        let reader = TunnelReader {
+            ws: stream,
+            eof: false,
+        };
+        let writer = TunnelWriter {
+            ws: sink,
+            close_sent: false,
+        };
+        (reader, writer)
     }
 
-    /// Opens the tunnel at the presigned `url` (its host is `host:port`).
-    pub async fn connect(
+    /// Opens the tunnel at the presigned `url`, on `dns_name`.
+    async fn connect(
         url: &str,
-        host: &str,
-        port: u16,
+        dns_name: &DnsName,
         tls: Arc<rustls::ClientConfig>,
         timeout: Duration,
     ) -> anyhow::Result<Tunnel> {
+        let (host, port) = dns_name.host_port();
         let open = async {
-            let tcp = proxy::connect(host, port).await?;
+            let tcp = http_proxy::connect(host, port).await?;
             tcp.set_nodelay(true)?;
             // rustls asks for one TLS record per read: take what has arrived, up to 64 KiB, in
             // one system call.
@@ -149,7 +120,7 @@ impl Tunnel {
             )
             .await;
             match result {
-                Ok((ws, _response)) => Ok(Tunnel::new(ws)),
+                Ok((ws, _response)) => Ok(Tunnel(ws)),
                 Err(tungstenite::Error::Http(response)) => Err(upgrade_refused(&response)),
                 // tungstenite's messages already include their source: show the text once.
                 Err(e) => Err(anyhow::anyhow!(
@@ -205,477 +176,73 @@ fn upgrade_refused(response: &tungstenite::http::Response<Option<Vec<u8>>>) -> a
 }
 
 impl TunnelReader {
-    /// The next payload from the server; `None` once it has ended the tunnel with 1000 (or
-    /// without a close frame). Any other close code is a [`Closed`] error.
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
-        if !self.pending.is_empty() {
-            return Poll::Ready(Ok(Some(std::mem::take(&mut self.pending))));
-        }
-        loop {
-            if self.eof {
-                return Poll::Ready(Ok(None));
-            }
-            let message = match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
-                None | Some(Err(tungstenite::Error::ConnectionClosed)) => {
-                    self.eof = true;
-                    continue;
-                }
+    /// The next payload from the server, as it arrived; `None` once it has ended the tunnel
+    /// with 1000 (or without a close frame). Any other close code is a [`Closed`] error.
+    pub async fn next_chunk(&mut self) -> anyhow::Result<Option<Bytes>> {
+        while !self.eof {
+            let message = match self.ws.next().await {
+                None | Some(Err(tungstenite::Error::ConnectionClosed)) => break,
                 Some(Ok(message)) => message,
-                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                Some(Err(e)) => return Err(failed(e)),
             };
             match message {
                 Message::Binary(data) if data.is_empty() => {}
-                Message::Binary(data) => return Poll::Ready(Ok(Some(data))),
+                Message::Binary(data) => return Ok(Some(data)),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                 Message::Text(_) => {
-                    return Poll::Ready(Err(io::Error::other(ProtocolError(
-                        "the endpoint sent a text frame".into(),
-                    ))))
+                    anyhow::bail!("tunnel protocol error: the endpoint sent a text frame")
                 }
                 Message::Close(frame) => {
                     self.eof = true;
                     if let Some(frame) = frame.filter(|f| f.code != CloseCode::Normal) {
-                        return Poll::Ready(Err(io::Error::other(Closed {
-                            code: frame.code.into(),
-                            reason: frame.reason.to_string(),
-                        })));
+                        let (code, reason) = (frame.code.into(), frame.reason.to_string());
+                        return Err(Closed { code, reason }.into());
                     }
                 }
             }
         }
-    }
-
-    /// The next payload from the server, as it arrived; `None` at the end.
-    pub async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
-    }
-}
-
-impl AsyncRead for TunnelReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if let Some(mut chunk) = ready!(self.poll_chunk(cx))? {
-            let n = chunk.len().min(buf.remaining());
-            buf.put_slice(&chunk.split_to(n));
-            self.pending = chunk;
-        }
-        Poll::Ready(Ok(()))
+        self.eof = true;
+        Ok(None)
     }
 }
 
 impl TunnelWriter {
     /// Sends `chunk` as one binary frame, without copying it, and flushes.
-    pub async fn send(&mut self, chunk: Bytes) -> io::Result<()> {
-        self.ws
-            .send(Message::Binary(chunk))
-            .await
-            .map_err(io::Error::other)
-    }
-}
-
-impl AsyncWrite for TunnelWriter {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(io::Error::other)?;
-        let n = buf.len().min(CHUNK);
-        Pin::new(&mut self.ws)
-            .start_send(Message::Binary(Bytes::copy_from_slice(&buf[..n])))
-            .map_err(io::Error::other)?;
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws)
-            .poll_flush(cx)
-            .map_err(io::Error::other)
+    pub async fn send(&mut self, chunk: Bytes) -> anyhow::Result<()> {
+        self.ws.send(Message::Binary(chunk)).await.map_err(failed)
     }
 
     /// Ends our side with a close frame (1000); the server's remaining output can still be read.
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.close_sent {
-            if let Err(e) = ready!(Pin::new(&mut self.ws).poll_ready(cx)) {
-                return Poll::Ready(closed_ok(e));
-            }
+    pub async fn close(&mut self) -> anyhow::Result<()> {
+        let sent = if self.close_sent {
+            self.ws.flush().await
+        } else {
+            self.close_sent = true;
             let frame = CloseFrame {
                 code: CloseCode::Normal,
                 reason: Default::default(),
             };
-            if let Err(e) = Pin::new(&mut self.ws).start_send(Message::Close(Some(frame))) {
-                return Poll::Ready(closed_ok(e));
-            }
-            self.close_sent = true;
-        }
-        match ready!(Pin::new(&mut self.ws).poll_flush(cx)) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(e) => Poll::Ready(closed_ok(e)),
-        }
-    }
-}
-
-impl AsyncRead for Tunnel {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.reader).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Tunnel {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.writer).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.writer).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.writer).poll_shutdown(cx)
-    }
-}
-
-/// Closing an already closed WebSocket is not an error.
-fn closed_ok(e: tungstenite::Error) -> io::Result<()> {
-    match e {
-        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => Ok(()),
-        e => Err(io::Error::other(e)),
-    }
-}
-
-/// The local end's input, in whole chunks that become frames as they are.
-pub trait ChunkRead {
-    /// The next chunk; `None` at EOF.
-    fn read_chunk(&mut self) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
-}
-
-/// The local end's output, taking the frames' payloads as they are.
-pub trait ChunkWrite {
-    fn write_chunk(&mut self, chunk: Bytes) -> impl Future<Output = io::Result<()>> + Send;
-    /// Everything written has been delivered; no more will come.
-    fn finish(&mut self) -> impl Future<Output = io::Result<()>> + Send;
-}
-
-/// An `AsyncRead` or `AsyncWrite` (a TCP connection's half) moved in chunks.
-pub struct Chunked<T> {
-    io: T,
-    buf: BytesMut,
-}
-
-impl<T> Chunked<T> {
-    pub fn new(io: T) -> Chunked<T> {
-        Chunked {
-            io,
-            buf: BytesMut::new(),
-        }
-    }
-}
-
-impl<R: AsyncRead + Unpin + Send> ChunkRead for Chunked<R> {
-    async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        // Reads into spare capacity: no zero-fill, and the chunk leaves without a copy.
-        self.buf.reserve(CHUNK);
-        match self.io.read_buf(&mut self.buf).await? {
-            0 => Ok(None),
-            _ => Ok(Some(self.buf.split().freeze())),
-        }
-    }
-}
-
-impl<W: AsyncWrite + Unpin + Send> ChunkWrite for Chunked<W> {
-    async fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
-        self.io.write_all(&chunk).await?;
-        self.io.flush().await
-    }
-
-    async fn finish(&mut self) -> io::Result<()> {
-        self.io.shutdown().await
-    }
-}
-
-/// Relays the local end and `tunnel` both ways until the tunnel ends.
-///
-/// EOF from the local end (or `stop` firing) becomes a close frame while the server's remaining
-/// output is still delivered; the end of the server's output ends the relay at once.
-pub async fn pump(
-    mut local_read: impl ChunkRead,
-    mut local_write: impl ChunkWrite,
-    tunnel: Tunnel,
-    stop: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let (mut tunnel_read, mut tunnel_write) = tunnel.split();
-    let result = relay(
-        &mut local_read,
-        &mut local_write,
-        &mut tunnel_read,
-        &mut tunnel_write,
-        stop,
-    )
-    .await;
-    // The server's close frame has a reply queued (RFC 6455 5.5.1): send it if the socket takes
-    // it now, without waiting.
-    let _ = tunnel_write.flush().now_or_never();
-    match result {
-        // The reader of our output went away (`| head`): nothing left to deliver.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map_err(tunnel_error),
-    }
-}
-
-/// Both directions of [`pump`], until the tunnel ends.
-async fn relay(
-    local_read: &mut impl ChunkRead,
-    local_write: &mut impl ChunkWrite,
-    tunnel_read: &mut TunnelReader,
-    tunnel_write: &mut TunnelWriter,
-    stop: impl Future<Output = ()>,
-) -> io::Result<()> {
-    let up = async {
-        let copy = async {
-            while let Some(chunk) = local_read.read_chunk().await? {
-                tunnel_write.send(chunk).await?;
-            }
-            io::Result::Ok(())
+            self.ws.send(Message::Close(Some(frame))).await
         };
-        tokio::select! {
-            result = copy => result?,
-            () = stop => {}
-        }
-        tunnel_write.shutdown().await
-    };
-    let down = async {
-        let relayed = async {
-            while let Some(chunk) = tunnel_read.next_chunk().await? {
-                local_write.write_chunk(chunk).await?;
-            }
-            io::Result::Ok(())
-        }
-        .await;
-        // Deliver what is queued however the tunnel ended: the bytes before a close code count.
-        let finished = local_write.finish().await;
-        relayed?;
-        finished
-    };
-    tokio::pin!(up, down);
-    tokio::select! {
-        result = &mut down => result,
-        result = &mut up => match result {
-            Ok(()) => down.await,
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// Stdin. A pipe (as ssh gives its ProxyCommand) is read by the runtime itself; anything else
-/// (a terminal, a file, a socket) on a thread of its own.
-pub fn stdin() -> Stdin {
-    match Nonblocking::pipe(std::io::stdin().as_fd(), pipe::Receiver::from_owned_fd) {
-        Ok((pipe, restore)) => Stdin::Pipe(Chunked::new(pipe), restore),
-        Err(_) => Stdin::Thread(thread_stdin()),
-    }
-}
-
-/// See [`stdin`].
-pub enum Stdin {
-    Pipe(Chunked<pipe::Receiver>, Nonblocking),
-    Thread(ThreadStdin),
-}
-
-impl ChunkRead for Stdin {
-    async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        match self {
-            Stdin::Pipe(pipe, _) => pipe.read_chunk().await,
-            Stdin::Thread(thread) => thread.chunks.recv().await.transpose(),
-        }
-    }
-}
-
-/// Stdout. A pipe is written by the runtime itself; anything else on a thread of its own.
-pub fn stdout() -> Stdout {
-    match Nonblocking::pipe(std::io::stdout().as_fd(), pipe::Sender::from_owned_fd) {
-        Ok((pipe, restore)) => Stdout::Pipe(Chunked::new(pipe), restore),
-        Err(_) => Stdout::Thread(thread_stdout()),
-    }
-}
-
-/// See [`stdout`].
-pub enum Stdout {
-    Pipe(Chunked<pipe::Sender>, Nonblocking),
-    Thread(ThreadStdout),
-}
-
-impl ChunkWrite for Stdout {
-    async fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
-        match self {
-            Stdout::Pipe(pipe, _) => pipe.write_chunk(chunk).await,
-            Stdout::Thread(thread) => thread.write_chunk(chunk).await,
+        match sent {
+            // Closing an already closed WebSocket is not an error.
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => Ok(()),
+            other => other.map_err(failed),
         }
     }
 
-    async fn finish(&mut self) -> io::Result<()> {
-        match self {
-            // A pipe has nothing queued, and its write end closes when eic exits.
-            Stdout::Pipe(..) => Ok(()),
-            Stdout::Thread(thread) => thread.outcome().await,
-        }
+    /// Sends what is queued (the reply to the server's close frame, RFC 6455 5.5.1) if the
+    /// socket takes it now, without waiting.
+    pub fn flush_now(&mut self) {
+        use futures_util::FutureExt;
+        let _ = self.ws.flush().now_or_never();
     }
 }
 
-/// A pipe driven by the runtime needs `O_NONBLOCK`, which belongs to the open file description
-/// that eic may share with other processes (`(eic ...; echo done) | less`): the original flags
-/// come back when this is dropped.
-pub struct Nonblocking {
-    fd: OwnedFd,
-    flags: OFlag,
-}
-
-impl Nonblocking {
-    /// `open` (tokio's `from_owned_fd`) on a duplicate of `fd`, if `fd` is a pipe.
-    fn pipe<P>(
-        fd: BorrowedFd<'_>,
-        open: impl FnOnce(OwnedFd) -> io::Result<P>,
-    ) -> io::Result<(P, Nonblocking)> {
-        let restore = Nonblocking {
-            fd: fd.try_clone_to_owned()?,
-            flags: OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?),
-        };
-        Ok((open(fd.try_clone_to_owned()?)?, restore))
-    }
-}
-
-impl Drop for Nonblocking {
-    fn drop(&mut self) {
-        let _ = fcntl(&self.fd, FcntlArg::F_SETFL(self.flags));
-    }
-}
-
-/// Stdin read on a thread of its own.
-///
-/// A blocking read cannot be cancelled. `tokio::io::stdin` does it in the runtime's blocking
-/// pool, whose shutdown waits for it: when the endpoint ended the tunnel while stdin stayed
-/// open (ssh keeps it open), eic did not exit until the next input. This thread is simply left
-/// behind when the process exits.
-fn thread_stdin() -> ThreadStdin {
-    let (tx, chunks) = mpsc::channel(4);
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let chunk = match stdin.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            };
-            let failed = chunk.is_err();
-            if tx.blocking_send(chunk).is_err() || failed {
-                break;
-            }
-        }
-    });
-    ThreadStdin { chunks }
-}
-
-/// The receiving end of [`thread_stdin`]; the thread's end is EOF.
-pub struct ThreadStdin {
-    chunks: mpsc::Receiver<io::Result<Bytes>>,
-}
-
-/// Stdout written on a thread of its own.
-///
-/// Writing each chunk through tokio's blocking pool, then waiting for it to flush, made every
-/// chunk a thread round trip: the next frame was not decrypted while the last was written.
-/// Here the chunks queue (4 deep) and are written while the next ones arrive.
-fn thread_stdout() -> ThreadStdout {
-    let (chunks, mut rx) = mpsc::channel::<Bytes>(4);
-    let (done_tx, done) = oneshot::channel();
-    std::thread::spawn(move || {
-        use std::io::Write;
-        // A duplicate of fd 1 as a plain file: unbuffered, one write(2) per chunk (std's
-        // stdout is line-buffered and would split binary chunks at their newlines).
-        let mut result = std::io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .map(std::fs::File::from);
-        if let Ok(stdout) = &mut result {
-            while let Some(chunk) = rx.blocking_recv() {
-                if let Err(e) = stdout.write_all(&chunk) {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        let _ = done_tx.send(result.map(drop));
-    });
-    ThreadStdout {
-        chunks: Some(chunks),
-        done: Some(done),
-    }
-}
-
-/// The sending end of [`thread_stdout`].
-pub struct ThreadStdout {
-    chunks: Option<mpsc::Sender<Bytes>>,
-    done: Option<oneshot::Receiver<io::Result<()>>>,
-}
-
-impl ThreadStdout {
-    async fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
-        let sent = match &self.chunks {
-            Some(chunks) => chunks.send(chunk).await.is_ok(),
-            None => false,
-        };
-        if sent {
-            return Ok(());
-        }
-        // The thread stopped writing: say why.
-        self.outcome().await?;
-        Err(io::ErrorKind::BrokenPipe.into())
-    }
-
-    /// Waits for the thread to end and returns how its writing went.
-    async fn outcome(&mut self) -> io::Result<()> {
-        self.chunks = None;
-        match self.done.take() {
-            Some(done) => done
-                .await
-                .unwrap_or_else(|_| Err(io::Error::other("the stdout thread died"))),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Lifts the tunnel's own errors out of `io::Error` so they keep their exit code and message.
-fn tunnel_error(e: io::Error) -> anyhow::Error {
-    if e.get_ref()
-        .is_some_and(|inner| inner.is::<Closed>() || inner.is::<ProtocolError>())
-    {
-        let inner = e.into_inner().expect("checked above");
-        match inner.downcast::<Closed>() {
-            Ok(closed) => anyhow::Error::new(*closed),
-            Err(other) => anyhow::Error::from(
-                other
-                    .downcast::<ProtocolError>()
-                    .map(|p| *p)
-                    .expect("checked above"),
-            ),
-        }
-    } else {
-        // tungstenite's messages already include their source: show the text once.
-        anyhow::anyhow!("the tunnel failed: {e}")
-    }
+/// A failure of the tunnel's connection. tungstenite's messages already include their source:
+/// the text is shown once.
+fn failed(e: impl fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("the tunnel failed: {e}")
 }
 
 /// The tunnel's TLS primitives: aws-lc's, but ring's cipher suites.
@@ -695,19 +262,14 @@ fn tunnel_crypto() -> rustls::crypto::CryptoProvider {
 }
 
 /// The rustls client configuration: the CA bundle when one is configured, else the system's.
-pub fn tls_config(
-    ca_bundle: Option<&std::path::Path>,
-) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub fn tls_config(ca_bundle: Option<&CaBundle>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
     match ca_bundle {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("cannot read the CA bundle {}", path.display()))?
-            {
-                let cert =
-                    cert.with_context(|| format!("bad certificate in {}", path.display()))?;
-                roots.add(cert)?;
+        Some(bundle) => {
+            let bad = || format!("bad certificate in {}", bundle.path.display());
+            for cert in CertificateDer::pem_slice_iter(&bundle.pem) {
+                roots.add(cert.with_context(bad)?).with_context(bad)?;
             }
         }
         None => {
@@ -725,6 +287,71 @@ pub fn tls_config(
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Opens tunnels to one target, each with a freshly presigned URL.
+pub struct Opener {
+    signing: Arc<Signing>,
+    target: TunnelTarget,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+}
+
+impl Opener {
+    pub fn new(
+        signing: Arc<Signing>,
+        ca_bundle: Option<&CaBundle>,
+        target: TunnelTarget,
+        timeout: Duration,
+    ) -> anyhow::Result<Opener> {
+        Ok(Opener {
+            signing,
+            target,
+            tls: tls_config(ca_bundle)?,
+            timeout,
+        })
+    }
+
+    pub fn target(&self) -> &TunnelTarget {
+        &self.target
+    }
+
+    pub async fn open(&self) -> anyhow::Result<Tunnel> {
+        let credentials = self.signing.credentials().await?;
+        let url = presign::presign(
+            &self.target,
+            &credentials,
+            &self.signing.region,
+            SystemTime::now(),
+        )?;
+        tracing::debug!(url = %presign::redact(&url), "opening tunnel");
+        Tunnel::connect(&url, &self.target.dns_name, self.tls.clone(), self.timeout).await
+    }
+
+    /// Explains how a tunnel ended, naming the duration limit when that is what ended it.
+    pub fn explain_end(&self, result: anyhow::Result<()>, started: Instant) -> anyhow::Result<()> {
+        let limit = self.target.max_tunnel_duration.map(u64::from);
+        // The endpoint's clock started about when ours did; allow it a little lead, but never
+        // enough to blame the limit for a tunnel that ended early on.
+        let at_limit = limit.is_some_and(|l| {
+            let l = Duration::from_secs(l);
+            started.elapsed() + (l / 10).min(Duration::from_secs(2)) >= l
+        });
+        let reached = || {
+            format!(
+                "the tunnel reached its maximum duration of {} s (--max-tunnel-duration)",
+                limit.unwrap_or_default()
+            )
+        };
+        match result {
+            Ok(()) if at_limit => {
+                eprintln!("eic: {}", reached());
+                Ok(())
+            }
+            Err(e) if at_limit && e.is::<Closed>() => Err(e.context(reached())),
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

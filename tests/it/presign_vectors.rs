@@ -30,7 +30,7 @@ fn reproduces_every_botocore_vector() {
         let input = &vector["input"];
         let s = |k: &str| input[k].as_str().map(str::to_string);
         let target = TunnelTarget {
-            dns_name: s("dns_name").unwrap(),
+            dns_name: s("dns_name").unwrap().parse().unwrap(),
             endpoint_id: s("endpoint_id").unwrap(),
             private_ip: s("private_ip").unwrap().parse().unwrap(),
             remote_port: input["remote_port"].as_u64().unwrap() as u16,
@@ -56,7 +56,7 @@ fn reproduces_every_botocore_vector() {
 #[test]
 fn a_different_second_changes_the_url() {
     let target = TunnelTarget {
-        dns_name: "eice-1.example.com".into(),
+        dns_name: "eice-1.example.com".parse().unwrap(),
         endpoint_id: "eice-1".into(),
         private_ip: "10.0.0.5".parse().unwrap(),
         remote_port: 22,

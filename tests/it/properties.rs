@@ -5,9 +5,9 @@ use eic::cli::{
     parse_dns_name, parse_eice_options, parse_endpoint_id, parse_host, parse_instance_id,
     parse_max_tunnel_duration, parse_name, parse_os_user, parse_port, EiceOptions,
 };
-use eic::proxy::{bypassed, Proxy};
-use eic::ssh_command::{shell_quote, split_ssh_args};
-use eic::ssh_config::install;
+use eic::cmd::ssh_config::install;
+use eic::http_proxy::{bypassed, HttpProxy as Proxy};
+use eic::ssh_argv::{shell_quote, split_ssh_args};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -56,7 +56,7 @@ proptest! {
 
     #[test]
     fn accepted_dns_names_are_safe_in_a_url(s in "[a-zA-Z0-9.\\-_:/?#@ ]{0,40}") {
-        if let Ok(dns) = parse_dns_name(&s) {
+        if let Ok(dns) = parse_dns_name(&s).map(|d| d.to_string()) {
             let (host, port) = dns.split_once(':').map_or((dns.as_str(), None), |(h, p)| (h, Some(p)));
             prop_assert!(!host.is_empty());
             prop_assert!(host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'));

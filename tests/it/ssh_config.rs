@@ -133,7 +133,7 @@ async fn ssh_scp_sftp_and_rsync_through_the_generated_config() {
         "ssh {}",
         options(&lab, &config)
             .iter()
-            .map(|o| eic::ssh_command::shell_quote(o))
+            .map(|o| eic::ssh_argv::shell_quote(o))
             .collect::<Vec<_>>()
             .join(" ")
     );

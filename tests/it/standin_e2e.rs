@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 fn target(lab: &Lab, port: u16) -> TunnelTarget {
     TunnelTarget {
-        dns_name: lab.standin.eice_dns_name(),
+        dns_name: lab.standin.eice_dns_name().parse().unwrap(),
         endpoint_id: ENDPOINT.to_string(),
         private_ip: PRIVATE_IP.parse::<IpAddr>().unwrap(),
         remote_port: port,
@@ -124,7 +124,7 @@ async fn bad_signature_expired_url_and_wrong_port_are_refused() {
 
     // Signed for the FIPS name but sent to the other name: the host does not match.
     let mut fips = target(&lab, 22);
-    fips.dns_name = lab.standin.eice_fips_dns_name();
+    fips.dns_name = lab.standin.eice_fips_dns_name().parse().unwrap();
     let wrong_host = presign(&fips, &credentials(), "us-east-1", now).unwrap();
     let wrong_host = wrong_host.replace(
         &lab.standin.eice_fips_dns_name(),

@@ -4,21 +4,19 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::presign::TunnelTarget;
+
 /// The tunnel the ProxyCommand child opens: everything resolved, so it makes no API call.
 #[derive(Debug, Clone)]
-pub struct Proxy {
+pub struct ProxyCommand {
     /// This very binary (`std::env::current_exe()`).
     pub exe: PathBuf,
-    pub endpoint_id: String,
-    pub dns_name: String,
-    pub private_ip: IpAddr,
-    pub remote_port: u16,
+    pub target: TunnelTarget,
     pub region: String,
-    pub max_tunnel_duration: Option<u32>,
     pub debug: bool,
 }
 
-impl Proxy {
+impl ProxyCommand {
     /// The `ProxyCommand` value. ssh runs it with `$SHELL -c`, after expanding `%` tokens, so
     /// every word is single-quoted and every `%` doubled. Nothing secret goes here: argv is
     /// visible to every user in `ps`; credentials reach the child through its environment.
@@ -29,15 +27,15 @@ impl Proxy {
             "--region".into(),
             self.region.clone(),
             "--instance-connect-endpoint-id".into(),
-            self.endpoint_id.clone(),
+            self.target.endpoint_id.clone(),
             "--instance-connect-endpoint-dns-name".into(),
-            self.dns_name.clone(),
+            self.target.dns_name.to_string(),
             "--private-ip-address".into(),
-            self.private_ip.to_string(),
+            self.target.private_ip.to_string(),
             "--remote-port".into(),
-            self.remote_port.to_string(),
+            self.target.remote_port.to_string(),
         ];
-        if let Some(secs) = self.max_tunnel_duration {
+        if let Some(secs) = self.target.max_tunnel_duration {
             words.extend(["--max-tunnel-duration".into(), secs.to_string()]);
         }
         if self.debug {
@@ -61,7 +59,7 @@ pub struct SshCommand {
     pub port: u16,
     pub instance_id: String,
     /// `None` for a direct connection.
-    pub proxy: Option<Proxy>,
+    pub proxy: Option<ProxyCommand>,
     pub local_forwarding: Option<String>,
     pub verbose: bool,
     /// The arguments after `--`: ssh options, then a remote command.
@@ -288,14 +286,16 @@ mod tests {
             address: "10.0.0.5".parse().unwrap(),
             port: 22,
             instance_id: "i-0123".into(),
-            proxy: proxy.then(|| Proxy {
+            proxy: proxy.then(|| ProxyCommand {
                 exe: "/opt/my tools/100%/eic".into(),
-                endpoint_id: "eice-1".into(),
-                dns_name: "eice-1.example.com".into(),
-                private_ip: "10.0.0.5".parse().unwrap(),
-                remote_port: 22,
+                target: TunnelTarget {
+                    endpoint_id: "eice-1".into(),
+                    dns_name: "eice-1.example.com".parse().unwrap(),
+                    private_ip: "10.0.0.5".parse().unwrap(),
+                    remote_port: 22,
+                    max_tunnel_duration: Some(600),
+                },
                 region: "us-east-1".into(),
-                max_tunnel_duration: Some(600),
                 debug: false,
             }),
             local_forwarding: Some("8080:localhost:80".into()),

@@ -8,15 +8,15 @@ use tokio::net::TcpStream;
 
 /// A parsed `http://[user:pass@]host[:port]` proxy URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Proxy {
+pub struct HttpProxy {
     pub host: String,
     pub port: u16,
     /// `user:password`, percent-decoded, for `Proxy-Authorization: Basic`.
     pub credentials: Option<String>,
 }
 
-impl Proxy {
-    pub fn parse(url: &str) -> anyhow::Result<Proxy> {
+impl HttpProxy {
+    pub fn parse(url: &str) -> anyhow::Result<HttpProxy> {
         let rest = match url.split_once("://") {
             Some(("http", rest)) => rest,
             Some((scheme, _)) => bail!("proxy scheme {scheme}:// is not supported (use http://)"),
@@ -39,7 +39,7 @@ impl Proxy {
         if host.is_empty() {
             bail!("no host in the proxy URL");
         }
-        Ok(Proxy {
+        Ok(HttpProxy {
             host: host.to_string(),
             port,
             credentials,
@@ -92,7 +92,7 @@ pub fn bypassed(host: &str, no_proxy: &str) -> bool {
 
 /// The proxy to use for `host`, from the environment: `HTTPS_PROXY`, else `HTTP_PROXY` (the
 /// AWS CLI's `open-tunnel` takes either); lower case wins, as in curl.
-pub fn from_env(host: &str) -> anyhow::Result<Option<Proxy>> {
+pub fn from_env(host: &str) -> anyhow::Result<Option<HttpProxy>> {
     let var = |names: &[&'static str]| {
         names.iter().find_map(|n| {
             let value = std::env::var(n).ok().filter(|v| !v.is_empty())?;
@@ -105,7 +105,7 @@ pub fn from_env(host: &str) -> anyhow::Result<Option<Proxy>> {
     if var(&["no_proxy", "NO_PROXY"]).is_some_and(|(_, list)| bypassed(host, &list)) {
         return Ok(None);
     }
-    Proxy::parse(&url)
+    HttpProxy::parse(&url)
         .map(Some)
         .with_context(|| format!("{name} is not a valid proxy URL"))
 }
@@ -120,7 +120,7 @@ pub async fn connect(host: &str, port: u16) -> anyhow::Result<TcpStream> {
     }
 }
 
-async fn tunnel_through(proxy: &Proxy, host: &str, port: u16) -> anyhow::Result<TcpStream> {
+async fn tunnel_through(proxy: &HttpProxy, host: &str, port: u16) -> anyhow::Result<TcpStream> {
     use data_encoding::BASE64;
     let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port))
         .await
@@ -169,15 +169,15 @@ mod tests {
 
     #[test]
     fn parses_proxy_urls() {
-        let p = Proxy::parse("http://user:p%40ss@proxy.corp:3128/").unwrap();
+        let p = HttpProxy::parse("http://user:p%40ss@proxy.corp:3128/").unwrap();
         assert_eq!(p.host, "proxy.corp");
         assert_eq!(p.port, 3128);
         assert_eq!(p.credentials.as_deref(), Some("user:p@ss"));
-        let p = Proxy::parse("proxy.corp").unwrap();
+        let p = HttpProxy::parse("proxy.corp").unwrap();
         assert_eq!((p.port, p.credentials), (80, None));
-        let p = Proxy::parse("http://[::1]:8080").unwrap();
+        let p = HttpProxy::parse("http://[::1]:8080").unwrap();
         assert_eq!((p.host.as_str(), p.port), ("::1", 8080));
-        assert!(Proxy::parse("socks5://x:1").is_err());
+        assert!(HttpProxy::parse("socks5://x:1").is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! Listener mode: every accepted local connection gets its own freshly presigned tunnel.
+//! `eic open-tunnel --local-port`: every accepted connection gets its own freshly presigned
+//! tunnel, until a signal closes the listener and every tunnel.
 
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,35 +9,29 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::error;
-use crate::open_tunnel::Opener;
-use crate::tunnel;
+use crate::aws::Settings;
+use crate::cli::ListenPlan;
+use crate::local;
+use crate::signals::Signals;
+use crate::tunnel::Opener;
 
 /// How long open tunnels get to close cleanly after Ctrl-C.
 const DRAIN: Duration = Duration::from_secs(3);
 
-/// Serves `bind:port` until Ctrl-C or SIGTERM; at most `max` tunnels at once.
-pub async fn serve(
-    opener: Arc<Opener>,
-    bind: IpAddr,
-    port: u16,
-    max: usize,
-) -> anyhow::Result<i32> {
-    let listener = TcpListener::bind((bind, port)).await.map_err(|e| {
+pub async fn run(settings: &Settings, plan: ListenPlan) -> anyhow::Result<i32> {
+    let max = plan.max_connections;
+    let opener = Arc::new(super::opener(settings, plan.tunnel).await?);
+    let listener = TcpListener::bind(plan.bind).await.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
             " - the port is in use: pick another --local-port (0 picks a free one)"
         } else {
             ""
         };
-        anyhow::anyhow!(
-            "cannot listen on {}: {e}{hint}",
-            SocketAddr::new(bind, port)
-        )
+        anyhow::anyhow!("cannot listen on {}: {e}{hint}", plan.bind)
     })?;
-    // Listen for Ctrl-C before saying we are ready, and only once: a signal that arrives while
-    // no listener is registered would kill the process or be lost.
-    let shutdown = shutdown_signal()?;
-    tokio::pin!(shutdown);
+    // Catch signals before saying we are ready: one that arrives while none is caught would
+    // kill the process.
+    let mut signals = Signals::catch()?;
     let local = listener.local_addr()?;
     let target = opener.target();
     eprintln!(
@@ -49,7 +43,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
-    let code = loop {
+    let signal = loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (socket, peer) = match accepted {
@@ -67,11 +61,11 @@ pub async fn serve(
                 let opener = opener.clone();
                 let stop = stop_rx.clone();
                 tasks.spawn(async move {
-                    handle(next_id, socket, peer, &opener, stop, permit).await;
+                    serve(next_id, socket, peer, &opener, stop, permit).await;
                 });
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            code = &mut shutdown => break code,
+            signal = signals.recv() => break signal,
         }
     };
     drop(listener);
@@ -84,10 +78,11 @@ pub async fn serve(
             DRAIN.as_secs()
         );
     }
-    Ok(code)
+    Ok(signal.exit_code())
 }
 
-async fn handle(
+/// One accepted connection, through its own tunnel.
+async fn serve(
     id: u64,
     socket: TcpStream,
     peer: SocketAddr,
@@ -95,7 +90,6 @@ async fn handle(
     mut stop: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
 ) {
-    let _ = socket.set_nodelay(true);
     let started = Instant::now();
     let tunnel = tokio::select! {
         tunnel = opener.open() => tunnel,
@@ -109,17 +103,11 @@ async fn handle(
         }
     };
     eprintln!("eic: [{id}] {peer}: tunnel opened");
-    let (read, write) = socket.into_split();
+    let (read, write) = local::tcp(socket);
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let result = tunnel::pump(
-        tunnel::Chunked::new(read),
-        tunnel::Chunked::new(write),
-        tunnel,
-        stopped,
-    )
-    .await;
+    let result = local::pump(read, write, tunnel, stopped).await;
     // Free the slot before saying so: once the `closed` line is out, a new connection is served.
     drop(permit);
     match opener.explain_end(result, started) {
@@ -128,30 +116,5 @@ async fn handle(
             started.elapsed().as_secs_f64()
         ),
         Err(e) => eprintln!("eic: [{id}] {peer}: closed: {e:#}"),
-    }
-}
-
-/// Ctrl-C (exit 130) or SIGTERM (exit 143), caught from the moment this returns.
-pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = i32>> {
-    #[cfg(unix)]
-    {
-        use anyhow::Context as _;
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut interrupt =
-            signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C (SIGINT)")?;
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => error::INTERRUPTED,
-                _ = term.recv() => 128 + 15,
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-            error::INTERRUPTED
-        })
     }
 }

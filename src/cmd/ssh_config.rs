@@ -2,16 +2,58 @@
 //! reach instances through `eic proxy`, and its idempotent installation.
 
 use std::fs::{self, Permissions};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::cli::SshConfigArgs;
 use crate::error;
-use crate::keys;
-use crate::ssh_command::{config_path, config_quote, shell_quote};
+use crate::keys::{self, write_file};
+use crate::ssh_argv::{config_path, config_quote, shell_quote};
+
+pub fn run(install_it: bool) -> anyhow::Result<i32> {
+    let exe = std::env::current_exe().context("cannot find eic's own path")?;
+    let exe = stable_exe(&exe, std::env::var_os("PATH"));
+    let key = keys::dedicated(None)?;
+    let block = block(&exe, &key.path);
+    if !install_it {
+        return super::print_out(block.as_bytes());
+    }
+    let ssh_dir = key
+        .path
+        .parent()
+        .ok_or_else(|| error::config("cannot find ~/.ssh"))?
+        .to_path_buf();
+    let done = install(&ssh_dir, &block)?;
+    let ours = ssh_dir.join("eic_config");
+    let config = ssh_dir.join("config");
+    match (done.block_written, done.include_added) {
+        (false, false) => eprintln!(
+            "eic: already installed: {} includes {}",
+            config.display(),
+            ours.display()
+        ),
+        (written, added) => {
+            if written {
+                eprintln!("eic: wrote {}", ours.display());
+            }
+            if added {
+                eprintln!(
+                    "eic: added an Include line at the top of {}",
+                    config.display()
+                );
+            }
+            if let Some(backup) = &done.backup {
+                eprintln!(
+                    "eic: the previous {} is saved as {}",
+                    config.display(),
+                    backup.display()
+                );
+            }
+        }
+    }
+    Ok(0)
+}
 
 /// The block, for this binary and key (absolute paths: ssh expands `~` from the password
 /// database, not from `$HOME`). The proxy is told the key too, so that the key it pushes is the
@@ -62,7 +104,7 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
     }
     let ours = ssh_dir.join("eic_config");
     if fs::read_to_string(&ours).ok().as_deref() != Some(block) {
-        write_atomically(&ours, block.as_bytes(), 0o600)?;
+        write_file(&ours, block.as_bytes(), 0o600, true)?;
         done.block_written = true;
     }
 
@@ -96,26 +138,10 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
             "# Added by `eic ssh-config --install` (an Include only applies at the top).\n{include}\n\n{}",
             existing.unwrap_or_default()
         );
-        write_atomically(&config, new.as_bytes(), mode)?;
+        write_file(&config, new.as_bytes(), mode, true)?;
         done.include_added = true;
     }
     Ok(done)
-}
-
-/// Replaces `path` in one step, so a crash never leaves half a config.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut staged = tempfile::Builder::new()
-        .prefix(".eic-")
-        .permissions(Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    staged.write_all(bytes)?;
-    staged.as_file().sync_all()?;
-    staged
-        .persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 /// eic's path for the block: the `eic` on `path` (`PATH`) when that is this binary, so that a
@@ -133,50 +159,6 @@ fn stable_exe(exe: &Path, path: Option<std::ffi::OsString>) -> PathBuf {
             })
     });
     on_path.unwrap_or_else(|| exe.to_path_buf())
-}
-
-pub fn run(args: &SshConfigArgs) -> anyhow::Result<i32> {
-    let exe = std::env::current_exe().context("cannot find eic's own path")?;
-    let exe = stable_exe(&exe, std::env::var_os("PATH"));
-    let key = keys::dedicated(None)?;
-    let block = block(&exe, &key.path);
-    if !args.install {
-        return crate::print_out(block.as_bytes());
-    }
-    let ssh_dir = key
-        .path
-        .parent()
-        .ok_or_else(|| error::config("cannot find ~/.ssh"))?
-        .to_path_buf();
-    let done = install(&ssh_dir, &block)?;
-    let ours = ssh_dir.join("eic_config");
-    let config = ssh_dir.join("config");
-    match (done.block_written, done.include_added) {
-        (false, false) => eprintln!(
-            "eic: already installed: {} includes {}",
-            config.display(),
-            ours.display()
-        ),
-        (written, added) => {
-            if written {
-                eprintln!("eic: wrote {}", ours.display());
-            }
-            if added {
-                eprintln!(
-                    "eic: added an Include line at the top of {}",
-                    config.display()
-                );
-            }
-            if let Some(backup) = &done.backup {
-                eprintln!(
-                    "eic: the previous {} is saved as {}",
-                    config.display(),
-                    backup.display()
-                );
-            }
-        }
-    }
-    Ok(0)
 }
 
 #[cfg(test)]

@@ -1,0 +1,63 @@
+//! One module per subcommand, each reading top to bottom as its flow over the layers.
+
+pub mod completions;
+pub mod listen;
+pub mod man;
+pub mod open_tunnel;
+pub mod proxy;
+pub mod ssh;
+pub mod ssh_config;
+
+use std::sync::Arc;
+
+use crate::aws::{Aws, CaBundle, Settings, Signing};
+use crate::cli::TunnelPlan;
+use crate::presign::TunnelTarget;
+use crate::resolve::{self, GivenEndpoint, TunnelTo};
+use crate::tunnel::Opener;
+
+/// Writes command output to stdout; a reader that went away (`| head`) is not an error.
+fn print_out(bytes: &[u8]) -> anyhow::Result<i32> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
+}
+
+/// What opens `open-tunnel`'s tunnels. With the endpoint's id and DNS name and the address all
+/// given, no API call is made, and with credentials in the environment no profile is read.
+async fn opener(settings: &Settings, plan: TunnelPlan) -> anyhow::Result<Opener> {
+    let given = match &plan.to {
+        TunnelTo::Address {
+            ip,
+            endpoint:
+                GivenEndpoint {
+                    id,
+                    dns_name: Some(dns_name),
+                },
+        } => Signing::from_env(settings).map(|signing| {
+            let target = TunnelTarget {
+                dns_name: dns_name.clone(),
+                endpoint_id: id.clone(),
+                private_ip: *ip,
+                remote_port: plan.remote_port,
+                max_tunnel_duration: plan.max_tunnel_duration,
+            };
+            (signing, target)
+        }),
+        _ => None,
+    };
+    let (signing, ca_bundle, target) = match given {
+        Some((signing, target)) => (Arc::new(signing), CaBundle::named(settings)?, target),
+        None => {
+            let aws = Aws::load(settings).await?;
+            let target =
+                resolve::tunnel(&aws, plan.to, plan.remote_port, plan.max_tunnel_duration).await?;
+            (aws.signing, aws.ca_bundle, target)
+        }
+    };
+    tracing::debug!(?target, "tunnel target");
+    Opener::new(signing, ca_bundle.as_ref(), target, plan.connect_timeout)
+}

@@ -1,0 +1,42 @@
+//! `eic proxy HOST PORT USER`: the ProxyCommand of `eic ssh-config`'s block. Resolves HOST (an
+//! instance id, a Name tag, or NAME.eic), pushes eic's key for USER once per validity window,
+//! then tunnels stdin and stdout like `open-tunnel`.
+
+use crate::aws::{Aws, Settings};
+use crate::cli::ProxyPlan;
+use crate::presign::TunnelTarget;
+use crate::resolve;
+use crate::tunnel::Opener;
+use crate::{keys, local, push_cache};
+
+pub async fn run(settings: &Settings, plan: ProxyPlan) -> anyhow::Result<i32> {
+    let key = keys::dedicated(plan.key_file.as_deref())?;
+    let aws = Aws::load(settings).await?;
+    let (instance, endpoint_id, dns_name) =
+        resolve::instance_and_endpoint(&aws, &plan.instance, None).await?;
+    let private_ip = resolve::tunnel_address(&instance)?;
+    let public = key
+        .public
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("{}: no public key to push", key.path.display()))?;
+    push_cache::push_once(&instance.id, &plan.user, public, || {
+        aws.send_ssh_public_key(&instance.id, &plan.user, public)
+    })
+    .await?;
+
+    let target = TunnelTarget {
+        dns_name,
+        endpoint_id,
+        private_ip,
+        remote_port: plan.port,
+        max_tunnel_duration: None,
+    };
+    let opener = Opener::new(
+        aws.signing,
+        aws.ca_bundle.as_ref(),
+        target,
+        plan.connect_timeout,
+    )?;
+    local::relay_stdio(&opener).await?;
+    Ok(0)
+}

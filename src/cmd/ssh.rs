@@ -1,0 +1,218 @@
+//! `eic ssh`: find the instance and its route, push a one-time key, and run the system ssh,
+//! with eic itself as the ProxyCommand when the route goes through an endpoint.
+
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::aws::{Aws, Settings};
+use crate::cli::SshPlan;
+use crate::error;
+use crate::keys::{self, Key};
+use crate::presign::TunnelTarget;
+use crate::resolve::{self, InstanceRef, Route, Via};
+use crate::signals::{Signal, Signals};
+use crate::ssh_argv::{self, ProxyCommand, SshCommand};
+
+pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
+    // Until ssh runs, a signal ends eic through the normal path, so the key is removed.
+    let mut signals = Signals::catch()?;
+    let prepared = tokio::select! {
+        prepared = prepare(settings, &plan) => prepared?,
+        signal = signals.recv() => return Err(signal.error()),
+    };
+    let Prepared { command, key, env } = prepared;
+    if plan.dry_run {
+        return super::print_out(format!("{}\n", command.display()).as_bytes());
+    }
+    let status = run_ssh(&command, &env, &key, &mut signals).await?;
+    drop(key);
+    Ok(exit_code(status))
+}
+
+struct Prepared {
+    command: SshCommand,
+    key: Key,
+    /// Variables set (or removed) for ssh, and so for the ProxyCommand child.
+    env: Vec<(&'static str, Option<String>)>,
+}
+
+async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared> {
+    let ssh = ssh_argv::find_ssh().ok_or_else(|| {
+        error::config(
+            "ssh not found on PATH: install the OpenSSH client (e.g. `apt-get install openssh-client`)",
+        )
+    })?;
+    let key = keys::load(&plan.key)?;
+    let aws = Aws::load(settings).await?;
+
+    // DescribeInstances, the endpoint lookup and the key push are independent: all three go out
+    // at once. The push needs the instance id, so with --name it waits for the lookup; the
+    // endpoint lookup is dropped when the route turns out to be direct.
+    let lookup = |given| tokio::spawn(resolve::endpoints(aws.clone(), given));
+    let mut endpoints = match &plan.via {
+        Via::Direct { .. } => None,
+        Via::Auto => Some(lookup(None)),
+        Via::Eice { endpoint, .. } => Some(lookup(endpoint.clone())),
+    };
+    // Nothing is pushed for a dry run, or for the user's own key unless asked to.
+    let public = key.public.clone().filter(|_| !plan.dry_run);
+    let push = |id: String| {
+        let (aws, public, user) = (aws.clone(), public.clone()?, plan.os_user.clone());
+        Some(tokio::spawn(async move {
+            aws.send_ssh_public_key(&id, &user, &public).await
+        }))
+    };
+    let mut pushed = match &plan.instance {
+        InstanceRef::Id(id) => push(id.clone()),
+        InstanceRef::Name(_) => None,
+    };
+    let instance = resolve::instance(&aws, &plan.instance).await?;
+    let route = resolve::route(&instance, &plan.via)?;
+    tracing::debug!(?route, "route chosen");
+    if pushed.is_none() {
+        pushed = push(instance.id.clone());
+    }
+    let (address, proxy) = match route {
+        Route::Direct(ip) => {
+            if let Some(endpoints) = endpoints.take() {
+                endpoints.abort();
+            }
+            (ip, None)
+        }
+        Route::Endpoint(ip) => {
+            let endpoints = endpoints.take().unwrap_or_else(|| lookup(None));
+            let (endpoint_id, dns_name) = joined(endpoints).await?.choose(&instance, &aws)?;
+            let max_tunnel_duration = match &plan.via {
+                Via::Eice {
+                    max_tunnel_duration,
+                    ..
+                } => *max_tunnel_duration,
+                _ => None,
+            };
+            let exe = std::env::current_exe()
+                .context("cannot find eic's own path for the ProxyCommand")?;
+            let target = TunnelTarget {
+                dns_name,
+                endpoint_id,
+                private_ip: ip,
+                remote_port: plan.port,
+                max_tunnel_duration,
+            };
+            let region = aws.region.clone();
+            (
+                ip,
+                Some(ProxyCommand {
+                    exe,
+                    target,
+                    region,
+                    debug: plan.debug,
+                }),
+            )
+        }
+    };
+    if let Some(pushed) = pushed {
+        joined(pushed).await?;
+    }
+
+    let command = SshCommand {
+        ssh,
+        key: key.path.clone(),
+        user: plan.os_user.clone(),
+        address,
+        port: plan.port,
+        instance_id: instance.id.clone(),
+        proxy,
+        local_forwarding: plan.local_forwarding.clone(),
+        verbose: plan.debug,
+        extra: plan.ssh_args.clone(),
+    };
+    // The ProxyCommand child gets the credentials through its environment, never its argv.
+    let credentials = aws.signing.credentials().await?;
+    let mut env = vec![
+        (
+            "AWS_ACCESS_KEY_ID",
+            Some(credentials.access_key_id().to_string()),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            Some(credentials.secret_access_key().to_string()),
+        ),
+        (
+            "AWS_SESSION_TOKEN",
+            credentials.session_token().map(str::to_string),
+        ),
+    ];
+    if let Some(bundle) = &aws.ca_bundle {
+        env.push(("AWS_CA_BUNDLE", Some(bundle.path.display().to_string())));
+    }
+    Ok(Prepared { command, key, env })
+}
+
+/// The result of a spawned lookup.
+async fn joined<T>(task: tokio::task::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
+    task.await
+        .map_err(|e| anyhow::anyhow!("an AWS lookup did not complete: {e}"))?
+}
+
+/// Runs ssh as a child, passing on the signals a shell would, and returns its status.
+async fn run_ssh(
+    command: &SshCommand,
+    env: &[(&str, Option<String>)],
+    key: &Key,
+    signals: &mut Signals,
+) -> anyhow::Result<ExitStatus> {
+    let mut cmd = tokio::process::Command::new(&command.ssh);
+    cmd.args(command.args());
+    for (name, value) in env {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    tracing::debug!(key = %key.path.display(), "running {}", command.ssh.display());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {}", command.ssh.display()))?;
+    let pid = child.id();
+    let mut interrupted_by = None;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status?;
+                // Interrupted (SIGINT sent to eic, or Ctrl-C outside raw mode): 130, as the
+                // AWS CLI; ssh's own status otherwise.
+                return match interrupted_by {
+                    Some(signal) => Err(Signal::error(signal)),
+                    None => Ok(status),
+                };
+            }
+            signal = signals.recv() => {
+                // Pass the signal on, as a shell would; ssh decides how to end, then eic
+                // removes the key.
+                if let Some(pid) = pid {
+                    signal.forward(pid);
+                }
+                interrupted_by = Some(signal);
+                if signal != Signal::Interrupt {
+                    // SIGTERM/SIGHUP/SIGQUIT: give ssh a moment, then make sure it is gone.
+                    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                        let _ = child.kill().await;
+                    }
+                    let _ = child.wait().await;
+                    return Err(signal.error());
+                }
+            }
+        }
+    }
+}
+
+/// ssh's exit status as eic's: its code, or 128 + the signal that ended it.
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(error::OTHER)
+}

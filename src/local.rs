@@ -1,0 +1,205 @@
+//! The local ends of a tunnel (stdin and stdout, or an accepted TCP connection) and the pump
+//! that relays between one and the tunnel.
+
+use std::future::Future;
+use std::io;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use crate::tunnel::{Opener, Tunnel, CHUNK};
+
+/// The local end's input, in whole chunks that become frames as they are.
+pub struct Reader<R> {
+    io: R,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    fn new(io: R) -> Reader<R> {
+        Reader {
+            io,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The next chunk; `None` at EOF.
+    async fn read_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        // Reads into spare capacity: no zero-fill, and the chunk leaves without a copy.
+        self.buf.reserve(CHUNK);
+        match self.io.read_buf(&mut self.buf).await? {
+            0 => Ok(None),
+            _ => Ok(Some(self.buf.split().freeze())),
+        }
+    }
+}
+
+/// The local end's output, taking the frames' payloads as they are.
+pub struct Writer<W>(W);
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    async fn write_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.0.write_all(&chunk).await?;
+        self.0.flush().await
+    }
+}
+
+/// An accepted connection's two halves (listener mode).
+pub fn tcp(socket: TcpStream) -> (Reader<OwnedReadHalf>, Writer<OwnedWriteHalf>) {
+    let _ = socket.set_nodelay(true);
+    let (read, write) = socket.into_split();
+    (Reader::new(read), Writer(write))
+}
+
+#[cfg(unix)]
+pub use unix::stdio;
+
+/// Opens a tunnel and relays stdin and stdout through it until it ends, as ssh's ProxyCommand
+/// uses it.
+pub async fn relay_stdio(opener: &Opener) -> anyhow::Result<()> {
+    let tunnel = opener.open().await?;
+    let started = Instant::now();
+    let (stdin, stdout, _flags) = stdio()?;
+    let result = pump(stdin, stdout, tunnel, std::future::pending()).await;
+    opener.explain_end(result, started)
+}
+
+/// stdin and stdout, as the runtime's own: pipes (what ssh gives its ProxyCommand), sockets and
+/// terminals are polled with no thread in between; files and `/dev/null`, which cannot be polled
+/// and never block, are read and written through tokio's file API.
+#[cfg(unix)]
+mod unix {
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use tokio::net::unix::pipe;
+    use tokio_util::either::Either;
+
+    use super::{Reader, Writer};
+
+    pub type Stdin = Reader<Either<pipe::Receiver, tokio::fs::File>>;
+    pub type Stdout = Writer<Either<pipe::Sender, tokio::fs::File>>;
+
+    /// Puts stdin's and stdout's file status flags back as they were, when dropped.
+    pub struct Flags {
+        _stdin: Restore,
+        _stdout: Restore,
+    }
+
+    /// stdin and stdout, and their flags to put back.
+    pub fn stdio() -> std::io::Result<(Stdin, Stdout, Flags)> {
+        let (stdin, restore_in) = polled(std::io::stdin().as_fd(), |fd| {
+            pipe::Receiver::from_owned_fd_unchecked(fd)
+        })?;
+        let (stdout, restore_out) = polled(std::io::stdout().as_fd(), |fd| {
+            pipe::Sender::from_owned_fd_unchecked(fd)
+        })?;
+        Ok((
+            Reader::new(stdin),
+            Writer(stdout),
+            Flags {
+                _stdin: restore_in,
+                _stdout: restore_out,
+            },
+        ))
+    }
+
+    /// `fd` made non-blocking and registered with the runtime, or as a file when it cannot be.
+    fn polled<P>(
+        fd: BorrowedFd<'_>,
+        register: impl FnOnce(OwnedFd) -> std::io::Result<P>,
+    ) -> std::io::Result<(Either<P, tokio::fs::File>, Restore)> {
+        let restore = Restore {
+            fd: fd.try_clone_to_owned()?,
+            flags: OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?),
+        };
+        fcntl(fd, FcntlArg::F_SETFL(restore.flags | OFlag::O_NONBLOCK))?;
+        let io = match register(fd.try_clone_to_owned()?) {
+            Ok(polled) => Either::Left(polled),
+            Err(_) => {
+                fcntl(fd, FcntlArg::F_SETFL(restore.flags))?;
+                let file = std::fs::File::from(fd.try_clone_to_owned()?);
+                Either::Right(tokio::fs::File::from_std(file))
+            }
+        };
+        Ok((io, restore))
+    }
+
+    /// `O_NONBLOCK` belongs to the open file description, which eic may share with other
+    /// processes (`(eic ...; echo done) | less`): the original flags come back on drop.
+    struct Restore {
+        fd: OwnedFd,
+        flags: OFlag,
+    }
+
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = fcntl(&self.fd, FcntlArg::F_SETFL(self.flags));
+        }
+    }
+}
+
+/// Relays the local end and `tunnel` both ways until the tunnel ends.
+///
+/// EOF from the local end (or `stop` firing) becomes a close frame while the server's remaining
+/// output is still delivered; the end of the server's output ends the relay at once.
+pub async fn pump<R, W>(
+    mut local_read: Reader<R>,
+    mut local_write: Writer<W>,
+    tunnel: Tunnel,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (mut tunnel_read, mut tunnel_write) = tunnel.split();
+    let result = {
+        let up = async {
+            let copy = async {
+                while let Some(chunk) = local_read.read_chunk().await? {
+                    tunnel_write.send(chunk).await?;
+                }
+                anyhow::Ok(())
+            };
+            tokio::select! {
+                result = copy => result?,
+                () = stop => {}
+            }
+            tunnel_write.close().await
+        };
+        let down = async {
+            let relayed = async {
+                while let Some(chunk) = tunnel_read.next_chunk().await? {
+                    local_write.write_chunk(chunk).await?;
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            // Deliver what is queued however the tunnel ended: the bytes before a close code
+            // count.
+            let finished = local_write.0.shutdown().await;
+            relayed?;
+            Ok(finished?)
+        };
+        tokio::pin!(up, down);
+        tokio::select! {
+            result = &mut down => result,
+            result = &mut up => match result {
+                Ok(()) => down.await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    tunnel_write.flush_now();
+    match result.map_err(|e| e.downcast::<io::Error>()) {
+        Ok(()) => Ok(()),
+        // The reader of our output went away (`| head`): nothing left to deliver.
+        Err(Ok(local)) if local.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(Ok(local)) => Err(anyhow::anyhow!("the tunnel failed: {local}")),
+        Err(Err(tunnel)) => Err(tunnel),
+    }
+}
