@@ -45,10 +45,9 @@ impl Config {
     fn from_env() -> anyhow::Result<Config> {
         fn var<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
             match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("{name}={v} is not a valid value")),
+                Ok(v) if !v.trim().is_empty() => {
+                    v.trim().parse().map_err(|_| anyhow::anyhow!("{name}={v} is not a valid value"))
+                }
                 _ => Ok(default),
             }
         }
@@ -56,10 +55,7 @@ impl Config {
         anyhow::ensure!(scale > 0.0, "EIC_BENCH_SCALE must be positive");
         let mib = |base: u64, min: u64| ((base as f64 * scale).round() as u64).max(min) << 20;
         // `cargo bench` passes `--bench`; other arguments name cases.
-        let args: Vec<String> = std::env::args()
-            .skip(1)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
+        let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
         let env = std::env::var("EIC_BENCH_CASES").unwrap_or_default();
         let mut cases: Vec<String> = std::iter::once(env.as_str())
             .chain(args.iter().map(String::as_str))
@@ -121,10 +117,8 @@ fn run() -> anyhow::Result<bool> {
         "no eic binary at {} (build it, or set EIC_BENCH_EIC)",
         cfg.eic.display()
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let started = Instant::now();
         println!("machine: {}", machine());
@@ -174,11 +168,7 @@ fn run() -> anyhow::Result<bool> {
         println!(
             "\ntotal {:.0} s; targets not met: {}",
             started.elapsed().as_secs_f64(),
-            if unmet.is_empty() {
-                "none".to_string()
-            } else {
-                unmet.join(", ")
-            }
+            if unmet.is_empty() { "none".to_string() } else { unmet.join(", ") }
         );
         Ok(unmet.is_empty() || !cfg.strict)
     })

@@ -13,26 +13,14 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|examples| examples.parent())
         .map(|debug| debug.join("eic"))
         .filter(|p| p.exists())
-        .map_or_else(
-            || "cargo run -q --".to_string(),
-            |p| p.display().to_string(),
-        );
+        .map_or_else(|| "cargo run -q --".to_string(), |p| p.display().to_string());
     let user = sshd.user().to_string();
 
     println!("The stand-in is serving a world with one private instance and its endpoint:");
     println!("  instance {TYPICAL_INSTANCE_ID} (10.0.0.5, no public IP, Name=web-1), running");
-    println!(
-        "  endpoint {TYPICAL_ENDPOINT_ID}, DNS name {}",
-        standin.eice_dns_name()
-    );
-    println!(
-        "  EC2 and EC2 Instance Connect APIs at {}",
-        standin.api_url()
-    );
-    println!(
-        "  a real sshd on 127.0.0.1:{} behind the endpoint (user {user})",
-        sshd.port()
-    );
+    println!("  endpoint {TYPICAL_ENDPOINT_ID}, DNS name {}", standin.eice_dns_name());
+    println!("  EC2 and EC2 Instance Connect APIs at {}", standin.api_url());
+    println!("  a real sshd on 127.0.0.1:{} behind the endpoint (user {user})", sshd.port());
     println!();
     println!("In another terminal, paste:");
     println!();

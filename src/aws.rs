@@ -17,12 +17,8 @@ use tokio::sync::Mutex;
 use crate::error;
 
 /// Endpoint states in which the service accepts tunnels.
-pub const USABLE_ENDPOINT_STATES: [&str; 4] = [
-    "create-complete",
-    "update-in-progress",
-    "update-complete",
-    "update-failed",
-];
+pub const USABLE_ENDPOINT_STATES: [&str; 4] =
+    ["create-complete", "update-in-progress", "update-complete", "update-failed"];
 
 /// What the user chose for every AWS call (the AWS CLI's global options).
 #[derive(Debug, Clone, Default)]
@@ -45,18 +41,13 @@ impl CaBundle {
         let pem = std::fs::read(path).map_err(|e| {
             error::config(format!("cannot read the CA bundle {}: {e}", path.display()))
         })?;
-        Ok(CaBundle {
-            path: path.to_path_buf(),
-            pem,
-        })
+        Ok(CaBundle { path: path.to_path_buf(), pem })
     }
 
     /// `--ca-bundle`, else `AWS_CA_BUNDLE`: the bundle named without reading the profile.
     pub fn named(settings: &Settings) -> anyhow::Result<Option<CaBundle>> {
         let path = settings.ca_bundle.clone().or_else(|| {
-            std::env::var_os("AWS_CA_BUNDLE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
+            std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()).map(PathBuf::from)
         });
         path.map(|p| CaBundle::read(&p)).transpose()
     }
@@ -91,11 +82,7 @@ impl Signing {
             None,
             "Environment",
         );
-        Some(Signing {
-            region,
-            provider: None,
-            current: Mutex::new(credentials),
-        })
+        Some(Signing { region, provider: None, current: Mutex::new(credentials) })
     }
 
     /// Current credentials, refreshed through the provider chain when they are about to expire.
@@ -129,10 +116,7 @@ impl Aws {
     pub async fn load(settings: &Settings) -> anyhow::Result<Aws> {
         let ca_bundle = match CaBundle::named(settings)? {
             Some(bundle) => Some(bundle),
-            None => profile_ca_bundle(settings)
-                .await
-                .map(|p| CaBundle::read(&p))
-                .transpose()?,
+            None => profile_ca_bundle(settings).await.map(|p| CaBundle::read(&p)).transpose()?,
         };
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         // CloudTrail records the SDK's User-Agent with `app/eic` in it.
@@ -198,10 +182,9 @@ impl Aws {
         let request = self.ec2.describe_instances();
         let (request, what) = match which {
             Instances::Id(id) => (request.instance_ids(id), id.to_string()),
-            Instances::Named(name) => (
-                request.filters(filter("tag:Name", name)).filters(running),
-                format!("Name={name}"),
-            ),
+            Instances::Named(name) => {
+                (request.filters(filter("tag:Name", name)).filters(running), format!("Name={name}"))
+            }
             Instances::AnyNamed(name) => (
                 request.filters(filter("tag-key", "Name")).filters(running),
                 format!("Name={name}"),
@@ -354,11 +337,7 @@ impl Instance {
         });
         Instance {
             id: i.instance_id().unwrap_or_default().to_string(),
-            state: i
-                .state()
-                .and_then(|s| s.name())
-                .map_or("unknown", |n| n.as_str())
-                .to_string(),
+            state: i.state().and_then(|s| s.name()).map_or("unknown", |n| n.as_str()).to_string(),
             private_ipv4: ip(i.private_ip_address()),
             public_ipv4: ip(i.public_ip_address()),
             ipv6,
@@ -393,10 +372,7 @@ pub struct Endpoint {
 impl Endpoint {
     fn from_sdk(e: &aws_sdk_ec2::types::Ec2InstanceConnectEndpoint) -> Endpoint {
         Endpoint {
-            id: e
-                .instance_connect_endpoint_id()
-                .unwrap_or_default()
-                .to_string(),
+            id: e.instance_connect_endpoint_id().unwrap_or_default().to_string(),
             state: e.state().map_or("unknown", |s| s.as_str()).to_string(),
             dns_name: e.dns_name().map(str::to_string),
             fips_dns_name: e.fips_dns_name().map(str::to_string),
@@ -425,16 +401,9 @@ where
     let e = service.err();
     let code = e.code().unwrap_or("UnknownError");
     let message = e.message().unwrap_or("no message");
-    let denied = [
-        "UnauthorizedOperation",
-        "AccessDenied",
-        "AccessDeniedException",
-        "AuthFailure",
-    ];
+    let denied = ["UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "AuthFailure"];
     let hint = hint(code).or_else(|| {
-        denied
-            .contains(&code)
-            .then(|| format!("your credentials must be allowed to call {action}"))
+        denied.contains(&code).then(|| format!("your credentials must be allowed to call {action}"))
     });
     let hint = hint.map(|h| format!(" - {h}")).unwrap_or_default();
     error::aws(format!("{what} failed: {code}: {message}{hint}"))

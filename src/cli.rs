@@ -72,20 +72,16 @@ pub struct Global {
     /// AWS region to use (default: AWS_REGION, then the profile's region).
     #[arg(long, global = true, value_name = "REGION", value_parser = parse_region, help_heading = GLOBAL)]
     pub region: Option<String>,
-
     /// Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE).
     #[arg(long, global = true, value_name = "NAME", help_heading = GLOBAL)]
     pub profile: Option<String>,
-
     /// Override the EC2 and EC2 Instance Connect API endpoint (like AWS_ENDPOINT_URL).
     #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     pub endpoint_url: Option<String>,
-
     /// CA certificates (PEM) to trust for the APIs and the tunnel (default: AWS_CA_BUNDLE, then
     /// the profile's ca_bundle, then the system's).
     #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     pub ca_bundle: Option<PathBuf>,
-
     /// Print debug logs to stderr (secrets, tokens and signatures are redacted).
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub debug: bool,
@@ -161,88 +157,80 @@ pub enum ConnectionType {
 #[derive(Debug, Clone, Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["instance_id", "name"])))]
 pub struct SshArgs {
-    /// The instance to connect to (i-...).
-    #[arg(long, value_name = "ID", value_parser = parse_instance_id)]
-    pub instance_id: Option<String>,
-
-    /// The running instance whose Name tag is NAME (instead of --instance-id).
-    #[arg(long, value_name = "NAME", conflicts_with = "instance_id", value_parser = parse_name)]
-    pub name: Option<String>,
-
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Connect to this IP address instead of the one found for the connection type.
     #[arg(long, value_name = "IP")]
     pub instance_ip: Option<IpAddr>,
-
     /// Log in with this private key, already authorized on the instance, instead of a one-time
     /// key; nothing is pushed (see --push-key).
     #[arg(long, value_name = "PATH")]
     pub private_key_file: Option<PathBuf>,
-
     /// Push the public half of --private-key-file (from the key itself, or PATH.pub) before
     /// logging in, as is done with the one-time key.
     #[arg(long, requires = "private_key_file")]
     pub push_key: bool,
-
     /// User name to log in as (the key is pushed for this user).
     #[arg(long, value_name = "USER", default_value = "ec2-user", value_parser = parse_os_user)]
     pub os_user: String,
-
     /// SSH port on the instance.
     #[arg(long, value_name = "PORT", default_value_t = 22, value_parser = parse_port)]
     pub ssh_port: u16,
-
     /// Forward a local port, in ssh's -L form: [bind_address:]port:host:hostport.
     #[arg(long, value_name = "SPEC", value_parser = parse_forwarding)]
     pub local_forwarding: Option<String>,
-
     /// How to reach the instance.
     #[arg(long, value_enum, value_name = "TYPE", default_value_t = ConnectionType::Auto)]
     pub connection_type: ConnectionType,
-
     /// Endpoint settings: endpointId=eice-...,dnsName=...,maxTunnelDuration=N, or the same as JSON;
     /// either may be read from file://PATH.
     #[arg(long, value_name = "OPTIONS", value_parser = parse_eice_options)]
     pub eice_options: Option<EiceOptions>,
-
     /// Print the ssh command line that would run and exit, without pushing a key.
     #[arg(long)]
     pub dry_run: bool,
-
     /// Extra ssh arguments and a remote command, after `--`, passed to ssh verbatim.
     #[arg(last = true, value_name = "SSH_ARGS", allow_hyphen_values = true)]
     pub ssh_args: Vec<String>,
 }
 
+/// The instance, for `ssh` and `open-tunnel`.
 #[derive(Debug, Clone, Args)]
-pub struct TunnelArgs {
+pub struct TargetArgs {
     /// The instance to connect to (i-...); its address and endpoint are looked up.
     #[arg(long, value_name = "ID", value_parser = parse_instance_id)]
     pub instance_id: Option<String>,
-
     /// The running instance whose Name tag is NAME (instead of --instance-id).
     #[arg(long, value_name = "NAME", conflicts_with = "instance_id", value_parser = parse_name)]
     pub name: Option<String>,
+}
 
+impl TargetArgs {
+    /// `--instance-id`, else `--name`.
+    fn instance(self) -> Option<InstanceRef> {
+        self.instance_id.map(InstanceRef::Id).or(self.name.map(InstanceRef::Name))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TunnelArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Use this endpoint instead of looking one up.
     #[arg(long, value_name = "ID", value_parser = parse_endpoint_id)]
     pub instance_connect_endpoint_id: Option<String>,
-
     /// The endpoint's DNS name; with the endpoint id and private IP, no API call is made.
     #[arg(long, value_name = "DNS", value_parser = parse_dns_name)]
     pub instance_connect_endpoint_dns_name: Option<DnsName>,
-
     /// Private IP address of the target (requires --instance-connect-endpoint-id).
     #[arg(long, value_name = "IP")]
     pub private_ip_address: Option<IpAddr>,
-
     /// Port on the instance (the service allows 22 and 3389).
     #[arg(long, value_name = "PORT", default_value_t = 22, value_parser = parse_port)]
     pub remote_port: u16,
-
     /// Listen on this local port instead of using stdin/stdout (0 picks a free port).
     #[arg(long, value_name = "PORT", value_parser = parse_local_port)]
     pub local_port: Option<u16>,
-
     /// Address to listen on with --local-port (--local-ip in the AWS CLI).
     #[arg(
         long,
@@ -253,15 +241,12 @@ pub struct TunnelArgs {
         requires = "local_port"
     )]
     pub bind: IpAddr,
-
     /// Maximum duration of each tunnel, in seconds (1-3600).
     #[arg(long, value_name = "SECONDS", value_parser = parse_max_tunnel_duration)]
     pub max_tunnel_duration: Option<u32>,
-
     /// Maximum number of tunnels open at once in listener mode.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_websocket_connections: u16,
-
     /// Give up on an endpoint that has not accepted the tunnel after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..))]
     pub connect_timeout: u16,
@@ -351,9 +336,7 @@ impl Cli {
                 key_file: args.key_file,
                 connect_timeout: Duration::from_secs(args.connect_timeout.into()),
             }),
-            Command::SshConfig(args) => Plan::SshConfig {
-                install: args.install,
-            },
+            Command::SshConfig(args) => Plan::SshConfig { install: args.install },
             Command::Completions { shell } => Plan::Completions(shell),
             Command::Man { command } => Plan::Man(command),
         };
@@ -369,11 +352,6 @@ impl Cli {
             plan,
         })
     }
-}
-
-/// `--instance-id`, else `--name`.
-fn instance(id: Option<String>, name: Option<String>) -> Option<InstanceRef> {
-    id.map(InstanceRef::Id).or(name.map(InstanceRef::Name))
 }
 
 impl SshArgs {
@@ -412,7 +390,9 @@ impl SshArgs {
             (None, true) => return Err(usage("--push-key needs --private-key-file")),
         };
         Ok(SshPlan {
-            instance: instance(self.instance_id, self.name)
+            instance: self
+                .target
+                .instance()
                 .ok_or_else(|| usage("specify --instance-id or --name"))?,
             key,
             os_user: self.os_user,
@@ -431,7 +411,7 @@ impl TunnelArgs {
         let dns_name = self.instance_connect_endpoint_dns_name;
         let to = match (
             self.private_ip_address,
-            instance(self.instance_id, self.name),
+            self.target.instance(),
             self.instance_connect_endpoint_id,
         ) {
             (None, None, _) => return Err(usage(
@@ -480,9 +460,7 @@ impl TunnelArgs {
 fn parse_id(value: &str, prefix: &str, example: &str) -> Result<String, String> {
     let rest = value.strip_prefix(prefix).unwrap_or("");
     if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "expected `{prefix}` followed by letters and digits, like {example}"
-        ));
+        return Err(format!("expected `{prefix}` followed by letters and digits, like {example}"));
     }
     Ok(value.to_string())
 }
@@ -498,9 +476,7 @@ pub fn parse_endpoint_id(value: &str) -> Result<String, String> {
 /// A Name tag value: printable, no control characters.
 pub fn parse_name(value: &str) -> Result<String, String> {
     if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
-        return Err(
-            "expected a Name tag value (1 to 256 characters, no control characters)".into(),
-        );
+        return Err("expected a Name tag value (1 to 256 characters, no control characters)".into());
     }
     Ok(value.to_string())
 }
@@ -509,9 +485,7 @@ pub fn parse_name(value: &str) -> Result<String, String> {
 pub fn parse_host(value: &str) -> Result<String, String> {
     let plain = !value.is_empty()
         && !value.starts_with('-')
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     accept(
         plain,
         value,
@@ -556,9 +530,7 @@ pub fn parse_max_tunnel_duration(value: &str) -> Result<u32, String> {
 
 fn parse_region(value: &str) -> Result<String, String> {
     let ok = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     accept(ok, value, "expected a region name like us-east-1")
 }
 
@@ -573,9 +545,7 @@ pub fn parse_os_user(value: &str) -> Result<String, String> {
         };
         (first.is_ascii_alphabetic() || *first == b'_')
             && middle.len() <= 30
-            && middle
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"@._-".contains(b))
+            && middle.iter().all(|b| b.is_ascii_alphanumeric() || b"@._-".contains(b))
             && last.is_none_or(|b| b.is_ascii_alphanumeric() || b"$_-".contains(b))
     });
     accept(
@@ -630,9 +600,8 @@ pub fn parse_eice_options(value: &str) -> Result<EiceOptions, String> {
     } else {
         let mut options = EiceOptions::default();
         for pair in value.split(',').filter(|p| !p.is_empty()) {
-            let (key, val) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("expected key=value, got `{pair}`"))?;
+            let (key, val) =
+                pair.split_once('=').ok_or_else(|| format!("expected key=value, got `{pair}`"))?;
             match key.trim() {
                 "endpointId" => options.endpoint_id = Some(val.to_string()),
                 "dnsName" => options.dns_name = Some(val.to_string()),
@@ -664,21 +633,12 @@ pub fn parse_eice_options(value: &str) -> Result<EiceOptions, String> {
         parse_max_tunnel_duration(&secs.to_string())
             .map_err(|e| format!("maxTunnelDuration: {e}"))?;
     }
-    Ok(EiceOptions {
-        dns_name: options.dns_name.map(|d| d.to_ascii_lowercase()),
-        ..options
-    })
+    Ok(EiceOptions { dns_name: options.dns_name.map(|d| d.to_ascii_lowercase()), ..options })
 }
 
 /// The subcommands with a page of their own (`eic-ssh(1)`), as the main page lists them.
-pub(crate) const MAN_PAGES: [&str; 6] = [
-    "ssh",
-    "open-tunnel",
-    "proxy",
-    "ssh-config",
-    "completions",
-    "man",
-];
+pub(crate) const MAN_PAGES: [&str; 6] =
+    ["ssh", "open-tunnel", "proxy", "ssh-config", "completions", "man"];
 
 #[cfg(test)]
 mod tests {
@@ -699,7 +659,7 @@ mod tests {
     #[test]
     fn ssh_defaults() {
         let a = ssh(&["--instance-id", "i-0abc"]);
-        assert_eq!(a.instance_id.as_deref(), Some("i-0abc"));
+        assert_eq!(a.target.instance_id.as_deref(), Some("i-0abc"));
         assert_eq!(a.os_user, "ec2-user");
         assert_eq!(a.ssh_port, 22);
         assert_eq!(a.connection_type, ConnectionType::Auto);
@@ -722,29 +682,14 @@ mod tests {
         ]);
         assert_eq!(
             a.ssh_args,
-            [
-                "-t",
-                "-o",
-                "LogLevel=ERROR",
-                "sudo",
-                "journalctl",
-                "--instance-id",
-                "-f"
-            ]
+            ["-t", "-o", "LogLevel=ERROR", "sudo", "journalctl", "--instance-id", "-f"]
         );
     }
 
     #[test]
     fn global_options_anywhere() {
-        let cli = parse(&[
-            "ssh",
-            "--instance-id",
-            "i-1",
-            "--region",
-            "eu-west-1",
-            "--debug",
-        ])
-        .unwrap();
+        let cli =
+            parse(&["ssh", "--instance-id", "i-1", "--region", "eu-west-1", "--debug"]).unwrap();
         assert_eq!(cli.global.region.as_deref(), Some("eu-west-1"));
         assert!(cli.global.debug);
         let cli = parse(&["--profile", "p", "open-tunnel", "--instance-id", "i-1"]).unwrap();
@@ -766,61 +711,37 @@ mod tests {
         assert_eq!(parse_eice_options(json).unwrap(), want);
         assert_eq!(
             parse_eice_options("endpointId=eice-1").unwrap(),
-            EiceOptions {
-                endpoint_id: Some("eice-1".into()),
-                ..Default::default()
-            }
+            EiceOptions { endpoint_id: Some("eice-1".into()), ..Default::default() }
         );
         assert_eq!(
             parse_eice_options(r#"{"maxTunnelDuration": 1}"#).unwrap(),
-            EiceOptions {
-                max_tunnel_duration: Some(1),
-                ..Default::default()
-            }
+            EiceOptions { max_tunnel_duration: Some(1), ..Default::default() }
         );
         let dir = tempfile::tempdir().unwrap();
-        for (name, text) in [
-            ("options.json", format!("{json}\n")),
-            ("options.txt", short.into()),
-        ] {
+        for (name, text) in [("options.json", format!("{json}\n")), ("options.txt", short.into())] {
             let path = dir.path().join(name);
             std::fs::write(&path, text).unwrap();
             let from_file = parse_eice_options(&format!("file://{}", path.display()));
             assert_eq!(from_file.unwrap(), want, "{name}");
         }
         let missing = parse_eice_options("file:///nonexistent/options.json").unwrap_err();
-        assert!(
-            missing.contains("cannot read /nonexistent/options.json"),
-            "{missing}"
-        );
+        assert!(missing.contains("cannot read /nonexistent/options.json"), "{missing}");
     }
 
     #[test]
     fn eice_options_rejections() {
         for (input, needle) in [
             ("endpointId=eice-1,color=blue", "unknown key `color`"),
-            (
-                r#"{"endpointId": "eice-1", "color": "blue"}"#,
-                "invalid JSON",
-            ),
+            (r#"{"endpointId": "eice-1", "color": "blue"}"#, "invalid JSON"),
             ("dnsName=x.example.com", "dnsName needs endpointId"),
-            (
-                r#"{"dnsName": "x.example.com"}"#,
-                "dnsName needs endpointId",
-            ),
+            (r#"{"dnsName": "x.example.com"}"#, "dnsName needs endpointId"),
             ("endpointId=aeice-1", "endpointId: expected `eice-`"),
             ("endpointId=eice-1,maxTunnelDuration=0", "maxTunnelDuration"),
-            (
-                "endpointId=eice-1,maxTunnelDuration=3601",
-                "maxTunnelDuration",
-            ),
+            ("endpointId=eice-1,maxTunnelDuration=3601", "maxTunnelDuration"),
             (r#"{"maxTunnelDuration": 3601}"#, "maxTunnelDuration"),
             (r#"{"maxTunnelDuration": "ten"}"#, "invalid JSON"),
             ("endpointId", "expected key=value"),
-            (
-                "endpointId=eice-1,dnsName=a_b.com",
-                "dnsName: expected a DNS name",
-            ),
+            ("endpointId=eice-1,dnsName=a_b.com", "dnsName: expected a DNS name"),
         ] {
             let err = parse_eice_options(input).unwrap_err();
             assert!(err.contains(needle), "{input}: {err}");
@@ -837,24 +758,12 @@ mod tests {
         for bad in ["aeice-1", "eice-12;3", "eice-"] {
             assert!(parse_endpoint_id(bad).is_err(), "{bad}");
         }
-        for good in [
-            "a.b-c.example.com",
-            "localhost:8443",
-            "127.0.0.1:1",
-            "EICE.Example.COM",
-        ] {
+        for good in ["a.b-c.example.com", "localhost:8443", "127.0.0.1:1", "EICE.Example.COM"] {
             assert!(parse_dns_name(good).is_ok(), "{good}");
         }
-        for bad in [
-            "a_b.com",
-            "a b",
-            "x.com:0",
-            "x.com:65536",
-            "x.com:",
-            ":443",
-            "x.com/p",
-            "x.com:22:1",
-        ] {
+        for bad in
+            ["a_b.com", "a b", "x.com:0", "x.com:65536", "x.com:", ":443", "x.com/p", "x.com:22:1"]
+        {
             assert!(parse_dns_name(bad).is_err(), "{bad}");
         }
         for bad in ["0", "65536", "-1", "ssh", "22.5"] {
@@ -865,15 +774,7 @@ mod tests {
         }
         assert_eq!(parse_max_tunnel_duration("3600"), Ok(3600));
         // SendSSHPublicKey's pattern, ^[A-Za-z_][A-Za-z0-9@._-]{0,30}[A-Za-z0-9$_-]?$
-        for user in [
-            "ubuntu",
-            "ec2-user",
-            "_svc",
-            "admin@corp.example",
-            "host$",
-            "a",
-            "x.y-z_1",
-        ] {
+        for user in ["ubuntu", "ec2-user", "_svc", "admin@corp.example", "host$", "a", "x.y-z_1"] {
             assert!(parse_os_user(user).is_ok(), "{user}");
         }
         let too_long = "a".repeat(33);
@@ -930,10 +831,7 @@ mod tests {
                 ],
                 None,
             ),
-            (
-                &["open-tunnel", "--remote-port", "22"],
-                Some("specify --instance-id"),
-            ),
+            (&["open-tunnel", "--remote-port", "22"], Some("specify --instance-id")),
             (
                 &["open-tunnel", "--private-ip-address", "10.0.0.1"],
                 Some("--private-ip-address needs"),
@@ -978,11 +876,8 @@ mod tests {
             Plan::Ssh(ssh) => ssh.via,
             other => panic!("not ssh: {other:?}"),
         };
-        let eice = |ip, endpoint, max_tunnel_duration| Via::Eice {
-            ip,
-            endpoint,
-            max_tunnel_duration,
-        };
+        let eice =
+            |ip, endpoint, max_tunnel_duration| Via::Eice { ip, endpoint, max_tunnel_duration };
         for (args, want) in [
             (&[][..], Via::Auto),
             (&["--connection-type", "direct"], Via::Direct { ip: None }),
@@ -1016,13 +911,7 @@ mod tests {
         };
         let id = || InstanceRef::Id("i-1".into());
         for (args, want) in [
-            (
-                &["--instance-id", "i-1"][..],
-                TunnelTo::Instance {
-                    instance: id(),
-                    endpoint: None,
-                },
-            ),
+            (&["--instance-id", "i-1"][..], TunnelTo::Instance { instance: id(), endpoint: None }),
             (
                 &["--name", "web", "--instance-connect-endpoint-id", "eice-1"],
                 TunnelTo::Instance {
@@ -1060,29 +949,16 @@ mod tests {
         assert!(parse(&["ssh", "--instance-id", "i-1", "--push-key"]).is_err());
         let a = ssh(&["--instance-id", "i-1", "--private-key-file", "k.pem"]);
         assert!(!a.push_key);
-        let a = ssh(&[
-            "--instance-id",
-            "i-1",
-            "--private-key-file",
-            "k",
-            "--push-key",
-        ]);
+        let a = ssh(&["--instance-id", "i-1", "--private-key-file", "k", "--push-key"]);
         assert!(a.push_key);
     }
 
     #[test]
     fn bind_needs_local_port() {
         assert!(parse(&["open-tunnel", "--instance-id", "i-1", "--bind", "::1"]).is_err());
-        let cli = parse(&[
-            "open-tunnel",
-            "--instance-id",
-            "i-1",
-            "--bind",
-            "::1",
-            "--local-port",
-            "0",
-        ])
-        .unwrap();
+        let cli =
+            parse(&["open-tunnel", "--instance-id", "i-1", "--bind", "::1", "--local-port", "0"])
+                .unwrap();
         match cli.command {
             Command::OpenTunnel(t) => assert_eq!(t.bind, "::1".parse::<IpAddr>().unwrap()),
             other => panic!("not open-tunnel: {other:?}"),

@@ -31,10 +31,7 @@ impl fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Exit {
-        code,
-        message: message.into(),
-    })
+    anyhow::Error::new(Exit { code, message: message.into() })
 }
 
 /// Bad parameters (252).
@@ -59,10 +56,7 @@ pub fn interrupted() -> anyhow::Error {
 
 /// The exit code for an error: the outermost [`Exit`] in its chain decides, else 255.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
-    error
-        .chain()
-        .find_map(|e| e.downcast_ref::<Exit>())
-        .map_or(OTHER, |e| e.code)
+    error.chain().find_map(|e| e.downcast_ref::<Exit>()).map_or(OTHER, |e| e.code)
 }
 
 #[cfg(test)]
@@ -74,9 +68,8 @@ mod tests {
     fn outermost_classified_error_decides() {
         assert_eq!(exit_code(&anyhow::anyhow!("boom")), OTHER);
         assert_eq!(exit_code(&usage("bad")), USAGE);
-        let wrapped = Err::<(), _>(config("no region"))
-            .context("loading configuration")
-            .unwrap_err();
+        let wrapped =
+            Err::<(), _>(config("no region")).context("loading configuration").unwrap_err();
         assert_eq!(exit_code(&wrapped), CONFIG);
         assert_eq!(exit_code(&interrupted()), INTERRUPTED);
         assert_eq!(exit_code(&aws("denied")), AWS);

@@ -3,6 +3,7 @@
 //! AWS SDKs do.
 
 use anyhow::{bail, Context};
+use percent_encoding::percent_decode_str;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -24,46 +25,23 @@ impl HttpProxy {
         };
         let authority = rest.split('/').next().unwrap_or_default();
         let (credentials, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(percent_decode(userinfo)), hostport),
+            Some((userinfo, hostport)) => {
+                (Some(percent_decode_str(userinfo).decode_utf8_lossy().into_owned()), hostport)
+            }
             None => (None, authority),
         };
         let (host, port) = match hostport.rsplit_once(':') {
-            Some((host, port)) if !port.contains(']') => (
-                host,
-                port.parse()
-                    .with_context(|| format!("bad port in proxy URL `{hostport}`"))?,
-            ),
+            Some((host, port)) if !port.contains(']') => {
+                (host, port.parse().with_context(|| format!("bad port in proxy URL `{hostport}`"))?)
+            }
             _ => (hostport, 80),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
             bail!("no host in the proxy URL");
         }
-        Ok(HttpProxy {
-            host: host.to_string(),
-            port,
-            credentials,
-        })
+        Ok(HttpProxy { host: host.to_string(), port, credentials })
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether `host` is exempt by a `NO_PROXY` list: `*`, exact hosts, and domain suffixes
@@ -105,9 +83,7 @@ pub fn from_env(host: &str) -> anyhow::Result<Option<HttpProxy>> {
     if var(&["no_proxy", "NO_PROXY"]).is_some_and(|(_, list)| bypassed(host, &list)) {
         return Ok(None);
     }
-    HttpProxy::parse(&url)
-        .map(Some)
-        .with_context(|| format!("{name} is not a valid proxy URL"))
+    HttpProxy::parse(&url).map(Some).with_context(|| format!("{name} is not a valid proxy URL"))
 }
 
 /// Connects to `host:port`, through the environment's proxy when there is one.
@@ -141,11 +117,7 @@ async fn tunnel_through(proxy: &HttpProxy, host: &str, port: u16) -> anyhow::Res
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).await? == 0 {
-            bail!(
-                "the proxy {}:{} closed the connection",
-                proxy.host,
-                proxy.port
-            );
+            bail!("the proxy {}:{} closed the connection", proxy.host, proxy.port);
         }
         if line == "\r\n" || line == "\n" {
             break;
@@ -184,10 +156,7 @@ mod tests {
     fn no_proxy_matching() {
         let list = "localhost, .amazonaws.com,10.0.0.1,internal.corp:8443";
         for (host, want) in [
-            (
-                "eice-1.ec2-instance-connect-endpoint.us-east-1.amazonaws.com",
-                true,
-            ),
+            ("eice-1.ec2-instance-connect-endpoint.us-east-1.amazonaws.com", true),
             ("amazonaws.com", true),
             ("notamazonaws.com", false),
             ("localhost", true),

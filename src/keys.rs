@@ -75,11 +75,7 @@ pub fn generate() -> anyhow::Result<Key> {
     let path = dir.path().join("id_ed25519");
     let pem = private.to_openssh(LineEnding::LF)?;
     write_file(&path, pem.as_bytes(), 0o600, false)?;
-    Ok(Key {
-        public: Some(public),
-        path,
-        dir: Some(dir),
-    })
+    Ok(Key { public: Some(public), path, dir: Some(dir) })
 }
 
 /// The user's own private key, used as it is (the AWS CLI's `--private-key-file`): it must
@@ -87,30 +83,20 @@ pub fn generate() -> anyhow::Result<Key> {
 /// an EC2 key pair's PEM included) and nothing is pushed.
 pub fn existing(path: &Path) -> anyhow::Result<Key> {
     let unreadable = |why: String| {
-        error::usage(format!(
-            "--private-key-file {}: cannot read it: {why}",
-            path.display()
-        ))
+        error::usage(format!("--private-key-file {}: cannot read it: {why}", path.display()))
     };
     let file = fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Err(unreadable("not a file".into()));
     }
-    Ok(Key {
-        public: None,
-        path: path.to_path_buf(),
-        dir: None,
-    })
+    Ok(Key { public: None, path: path.to_path_buf(), dir: None })
 }
 
 /// The user's own private key: its public half comes from the key itself (OpenSSH format,
 /// even when encrypted) or from `PATH.pub` next to it.
 pub fn from_file(path: &Path) -> anyhow::Result<Key> {
     let text = fs::read_to_string(path).map_err(|e| {
-        error::usage(format!(
-            "--private-key-file {}: cannot read it: {e}",
-            path.display()
-        ))
+        error::usage(format!("--private-key-file {}: cannot read it: {e}", path.display()))
     })?;
     let public = match PrivateKey::from_openssh(&text) {
         Ok(private) => private.public_key().to_openssh()?,
@@ -128,11 +114,7 @@ pub fn from_file(path: &Path) -> anyhow::Result<Key> {
                 .to_openssh()?
         }
     };
-    Ok(Key {
-        public: Some(public),
-        path: path.to_path_buf(),
-        dir: None,
-    })
+    Ok(Key { public: Some(public), path: path.to_path_buf(), dir: None })
 }
 
 /// eic's dedicated key for ssh_config use (`~/.ssh/eic_ed25519` unless `path` is given),
@@ -169,12 +151,7 @@ fn create_dedicated(path: &Path) -> anyhow::Result<()> {
     let pem = private.to_openssh(LineEnding::LF)?;
     if write_file(path, pem.as_bytes(), 0o600, false)? {
         let public = format!("{public} eic\n");
-        write_file(
-            Path::new(&format!("{}.pub", path.display())),
-            public.as_bytes(),
-            0o644,
-            true,
-        )?;
+        write_file(Path::new(&format!("{}.pub", path.display())), public.as_bytes(), 0o644, true)?;
         eprintln!("eic: created the key {}", path.display());
     }
     Ok(())
@@ -193,11 +170,7 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> anyhow
         .with_context(cannot)?;
     staged.write_all(bytes).with_context(cannot)?;
     staged.as_file().sync_all().with_context(cannot)?;
-    let persisted = if replace {
-        staged.persist(path)
-    } else {
-        staged.persist_noclobber(path)
-    };
+    let persisted = if replace { staged.persist(path) } else { staged.persist_noclobber(path) };
     match persisted {
         Ok(_) => Ok(true),
         Err(e) if !replace && e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
@@ -214,14 +187,8 @@ mod tests {
         let key = generate().unwrap();
         assert!(key.public.as_ref().unwrap().starts_with("ssh-ed25519 AAAA"));
         let dir = key.dir().unwrap().to_path_buf();
-        assert_eq!(
-            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
-        assert_eq!(
-            fs::metadata(&key.path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(&key.path).unwrap().permissions().mode() & 0o777, 0o600);
         let reread = from_file(&key.path).unwrap();
         assert_eq!(reread.public, key.public);
         drop(key);
@@ -246,11 +213,8 @@ mod tests {
         // An EC2 key pair's PEM: not an OpenSSH key, and no .pub beside it.
         let dir = tempfile::tempdir().unwrap();
         let pem = dir.path().join("my-key-pair.pem");
-        fs::write(
-            &pem,
-            "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n",
-        )
-        .unwrap();
+        fs::write(&pem, "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n")
+            .unwrap();
         let key = existing(&pem).unwrap();
         assert_eq!(
             (key.path.as_path(), key.public.as_deref(), key.dir()),

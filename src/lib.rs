@@ -28,22 +28,15 @@ use cli::{Cli, Invocation, Plan};
 
 /// Runs a parsed command line and returns the process's exit status.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    let Invocation {
-        settings,
-        debug,
-        plan,
-    } = cli.into_plan(std::io::stdin().is_terminal())?;
+    let Invocation { settings, debug, plan } = cli.into_plan(std::io::stdin().is_terminal())?;
     init_logging(debug);
     install_default_crypto();
     let runtime = match plan {
         // The listener serves its tunnels on both cores.
-        Plan::Listen(_) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?,
-        _ => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
+        Plan::Listen(_) => {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?
+        }
+        _ => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
     };
     runtime.block_on(async {
         match plan {
@@ -72,12 +65,7 @@ fn init_logging(debug: bool) {
     use tracing_subscriber::prelude::*;
     // A fixed filter, not RUST_LOG: eic's own events, and with --debug the SDK's.
     let filter = if debug {
-        let sdk = [
-            "aws_config",
-            "aws_smithy_runtime",
-            "aws_sdk_ec2",
-            "aws_sdk_ec2instanceconnect",
-        ];
+        let sdk = ["aws_config", "aws_smithy_runtime", "aws_sdk_ec2", "aws_sdk_ec2instanceconnect"];
         Targets::new()
             .with_target("eic", LevelFilter::DEBUG)
             .with_targets(sdk.map(|target| (target, LevelFilter::INFO)))
@@ -91,10 +79,7 @@ fn init_logging(debug: bool) {
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         )
         .with_target(false);
-    let _ = tracing_subscriber::registry()
-        .with(fmt)
-        .with(filter)
-        .try_init();
+    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
 }
 
 #[cfg(test)]

@@ -20,10 +20,7 @@ pub struct Reader<R> {
 
 impl<R: AsyncRead + Unpin> Reader<R> {
     fn new(io: R) -> Reader<R> {
-        Reader {
-            io,
-            buf: BytesMut::new(),
-        }
+        Reader { io, buf: BytesMut::new() }
     }
 
     /// The next chunk; `None` at EOF.
@@ -91,20 +88,11 @@ mod unix {
 
     /// stdin and stdout, and their flags to put back.
     pub fn stdio() -> std::io::Result<(Stdin, Stdout, Flags)> {
-        let (stdin, restore_in) = polled(std::io::stdin().as_fd(), |fd| {
-            pipe::Receiver::from_owned_fd_unchecked(fd)
-        })?;
-        let (stdout, restore_out) = polled(std::io::stdout().as_fd(), |fd| {
-            pipe::Sender::from_owned_fd_unchecked(fd)
-        })?;
-        Ok((
-            Reader::new(stdin),
-            Writer(stdout),
-            Flags {
-                _stdin: restore_in,
-                _stdout: restore_out,
-            },
-        ))
+        let (stdin, restore_in) =
+            polled(std::io::stdin().as_fd(), pipe::Receiver::from_owned_fd_unchecked)?;
+        let (stdout, restore_out) =
+            polled(std::io::stdout().as_fd(), pipe::Sender::from_owned_fd_unchecked)?;
+        Ok((Reader::new(stdin), Writer(stdout), Flags { _stdin: restore_in, _stdout: restore_out }))
     }
 
     /// `fd` made non-blocking and registered with the runtime, or as a file when it cannot be.
@@ -156,7 +144,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (mut tunnel_read, mut tunnel_write) = tunnel.split();
+    let (mut tunnel_read, mut tunnel_write) = tunnel;
     let result = {
         let up = async {
             let copy = async {

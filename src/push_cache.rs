@@ -106,9 +106,7 @@ mod tests {
         assert_eq!(pushes.load(Ordering::SeqCst), 1);
         assert_eq!(pushed.iter().filter(|p| **p).count(), 1);
         // Another user is another push.
-        let again = push_once("i-0cache", "ubuntu", &key, || async { Ok(()) })
-            .await
-            .unwrap();
+        let again = push_once("i-0cache", "ubuntu", &key, || async { Ok(()) }).await.unwrap();
         assert!(again);
     }
 
@@ -117,8 +115,6 @@ mod tests {
         let key = format!("ssh-ed25519 FAIL{}", std::process::id());
         let err = push_once("i-0fail", "u", &key, || async { anyhow::bail!("denied") }).await;
         assert!(err.is_err());
-        assert!(push_once("i-0fail", "u", &key, || async { Ok(()) })
-            .await
-            .unwrap());
+        assert!(push_once("i-0fail", "u", &key, || async { Ok(()) }).await.unwrap());
     }
 }

@@ -45,10 +45,7 @@ pub struct GivenEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TunnelTo {
     /// An instance, through the given endpoint or the one that reaches it.
-    Instance {
-        instance: InstanceRef,
-        endpoint: Option<GivenEndpoint>,
-    },
+    Instance { instance: InstanceRef, endpoint: Option<GivenEndpoint> },
     /// An address, through the given endpoint: the instance is not looked up, as in the AWS CLI.
     Address { ip: IpAddr, endpoint: GivenEndpoint },
 }
@@ -61,11 +58,7 @@ pub enum Via {
     /// Directly: `ip`, else public IPv4, else IPv6, else private IPv4.
     Direct { ip: Option<IpAddr> },
     /// Through an endpoint: `ip`, else private IPv4, else IPv6.
-    Eice {
-        ip: Option<IpAddr>,
-        endpoint: Option<GivenEndpoint>,
-        max_tunnel_duration: Option<u32>,
-    },
+    Eice { ip: Option<IpAddr>, endpoint: Option<GivenEndpoint>, max_tunnel_duration: Option<u32> },
 }
 
 /// Where ssh connects: straight to an address, or through an endpoint to it.
@@ -78,10 +71,7 @@ pub enum Route {
 /// Picks the address as the AWS CLI defines the connection types. None is a parameter error.
 pub fn route(instance: &Instance, via: &Via) -> anyhow::Result<Route> {
     let route = match via {
-        Via::Eice { ip, .. } => ip
-            .or(instance.private_ipv4)
-            .or(instance.ipv6)
-            .map(Route::Endpoint),
+        Via::Eice { ip, .. } => ip.or(instance.private_ipv4).or(instance.ipv6).map(Route::Endpoint),
         Via::Direct { ip } => ip
             .or(instance.public_ipv4)
             .or(instance.ipv6)
@@ -148,11 +138,7 @@ async fn by_name(aws: &Aws, name: &str) -> anyhow::Result<Instance> {
         // EC2's tag filters are case-sensitive, and ssh lowercases host names (`ssh Web-1.eic`
         // looks for web-1).
         found = aws.instances(Instances::AnyNamed(name)).await?;
-        found.retain(|i| {
-            i.name
-                .as_deref()
-                .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        });
+        found.retain(|i| i.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)));
     }
     match found.len() {
         0 => Err(error::usage(format!(
@@ -169,15 +155,7 @@ async fn by_name(aws: &Aws, name: &str) -> anyhow::Result<Instance> {
 /// A small table of instances to choose from.
 fn instance_table(instances: &[Instance]) -> String {
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let header = [
-        "INSTANCE ID",
-        "NAME",
-        "STATE",
-        "PRIVATE IP",
-        "AZ",
-        "LAUNCHED",
-    ]
-    .map(String::from);
+    let header = ["INSTANCE ID", "NAME", "STATE", "PRIVATE IP", "AZ", "LAUNCHED"].map(String::from);
     let rows: Vec<[String; 6]> = std::iter::once(header)
         .chain(instances.iter().map(|i| {
             [
@@ -190,16 +168,12 @@ fn instance_table(instances: &[Instance]) -> String {
             ]
         }))
         .collect();
-    let widths: Vec<usize> = (0..6)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> =
+        (0..6).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     rows.iter()
         .map(|row| {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(v, w)| format!("{v:<w$}"))
-                .collect();
+            let cells: Vec<String> =
+                row.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
             format!("  {}", cells.join("  ").trim_end())
         })
         .collect::<Vec<_>>()
@@ -274,11 +248,7 @@ async fn given_endpoint(aws: &Aws, given: GivenEndpoint) -> anyhow::Result<(Stri
 /// The DNS name to connect to: the FIPS one when FIPS endpoints are configured. It is checked
 /// like `--instance-connect-endpoint-dns-name`: it goes into the URL, SNI and CONNECT line.
 fn dns_name(endpoint: &Endpoint, fips: bool) -> anyhow::Result<DnsName> {
-    let name = if fips {
-        &endpoint.fips_dns_name
-    } else {
-        &endpoint.dns_name
-    };
+    let name = if fips { &endpoint.fips_dns_name } else { &endpoint.dns_name };
     let name = name.as_deref().filter(|n| !n.is_empty()).ok_or_else(|| {
         if fips {
             error::config(format!(
@@ -294,10 +264,7 @@ fn dns_name(endpoint: &Endpoint, fips: bool) -> anyhow::Result<DnsName> {
         }
     })?;
     name.parse().map_err(|e| {
-        error::aws(format!(
-            "the endpoint {} has an invalid DNS name {:?}: {e}",
-            endpoint.id, name
-        ))
+        error::aws(format!("the endpoint {} has an invalid DNS name {:?}: {e}", endpoint.id, name))
     })
 }
 
@@ -315,10 +282,7 @@ fn pick_endpoint(
         ))
     })?;
     let mut first = None;
-    for endpoint in endpoints
-        .into_iter()
-        .filter(|e| e.vpc_id.as_deref() == Some(vpc))
-    {
+    for endpoint in endpoints.into_iter().filter(|e| e.vpc_id.as_deref() == Some(vpc)) {
         if endpoint.subnet_id.is_some() && endpoint.subnet_id == instance.subnet_id {
             return Ok(endpoint);
         }
@@ -363,13 +327,7 @@ pub async fn tunnel(
             (id, dns_name, tunnel_address(&instance)?)
         }
     };
-    Ok(TunnelTarget {
-        dns_name,
-        endpoint_id,
-        private_ip,
-        remote_port,
-        max_tunnel_duration,
-    })
+    Ok(TunnelTarget { dns_name, endpoint_id, private_ip, remote_port, max_tunnel_duration })
 }
 
 #[cfg(test)]
@@ -407,31 +365,15 @@ mod tests {
         };
         let cases = [
             (&all, Via::Auto, Some(Route::Direct(ip("3.3.3.3")))),
-            (
-                &private_only,
-                Via::Auto,
-                Some(Route::Endpoint(ip("10.0.0.5"))),
-            ),
+            (&private_only, Via::Auto, Some(Route::Endpoint(ip("10.0.0.5")))),
             (&ipv6_only, Via::Auto, Some(Route::Direct(ip("fd00::5")))),
             (&all, direct(None), Some(Route::Direct(ip("3.3.3.3")))),
             (&ipv6_only, direct(None), Some(Route::Direct(ip("fd00::5")))),
-            (
-                &private_only,
-                direct(None),
-                Some(Route::Direct(ip("10.0.0.5"))),
-            ),
+            (&private_only, direct(None), Some(Route::Direct(ip("10.0.0.5")))),
             (&all, eice(None), Some(Route::Endpoint(ip("10.0.0.5")))),
             (&ipv6_only, eice(None), Some(Route::Endpoint(ip("fd00::5")))),
-            (
-                &all,
-                eice(Some("10.0.0.9")),
-                Some(Route::Endpoint(ip("10.0.0.9"))),
-            ),
-            (
-                &all,
-                direct(Some("1.2.3.4")),
-                Some(Route::Direct(ip("1.2.3.4"))),
-            ),
+            (&all, eice(Some("10.0.0.9")), Some(Route::Endpoint(ip("10.0.0.9")))),
+            (&all, direct(Some("1.2.3.4")), Some(Route::Direct(ip("1.2.3.4")))),
             (&none, Via::Auto, None),
             (&none, eice(None), None),
         ];
@@ -447,10 +389,7 @@ mod tests {
     fn hosts_name_instances_by_id_or_name_tag() {
         let id = |s: &str| InstanceRef::Id(s.into());
         let name = |s: &str| InstanceRef::Name(s.into());
-        assert_eq!(
-            InstanceRef::from_host("i-0123456789abcdef0"),
-            id("i-0123456789abcdef0")
-        );
+        assert_eq!(InstanceRef::from_host("i-0123456789abcdef0"), id("i-0123456789abcdef0"));
         assert_eq!(InstanceRef::from_host("web-1.eic"), name("web-1"));
         assert_eq!(InstanceRef::from_host("web-1"), name("web-1"));
         assert_eq!(InstanceRef::from_host("i-bad.eic"), name("i-bad"));

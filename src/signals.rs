@@ -14,45 +14,35 @@ pub enum Signal {
 }
 
 impl Signal {
-    /// As a shell reports it: 128 + the signal's number (130 for Ctrl-C).
-    pub fn exit_code(self) -> i32 {
-        128 + self.number()
+    /// The signal's number and name.
+    fn parts(self) -> (i32, &'static str) {
+        match self {
+            Signal::Hangup => (1, "SIGHUP"),
+            Signal::Interrupt => (2, "SIGINT"),
+            Signal::Quit => (3, "SIGQUIT"),
+            Signal::Terminate => (15, "SIGTERM"),
+        }
     }
 
-    fn number(self) -> i32 {
-        match self {
-            Signal::Hangup => 1,
-            Signal::Interrupt => 2,
-            Signal::Quit => 3,
-            Signal::Terminate => 15,
-        }
+    /// As a shell reports it: 128 + the signal's number (130 for Ctrl-C).
+    pub fn exit_code(self) -> i32 {
+        128 + self.parts().0
     }
 
     /// The error eic ends with: "interrupted" (130) for Ctrl-C, "terminated by SIG..." else.
     pub fn error(self) -> anyhow::Error {
-        let name = match self {
-            Signal::Interrupt => return error::interrupted(),
-            Signal::Terminate => "SIGTERM",
-            Signal::Hangup => "SIGHUP",
-            Signal::Quit => "SIGQUIT",
-        };
-        anyhow::Error::new(error::Exit {
-            code: self.exit_code(),
-            message: format!("terminated by {name}"),
-        })
+        if self == Signal::Interrupt {
+            return error::interrupted();
+        }
+        let message = format!("terminated by {}", self.parts().1);
+        anyhow::Error::new(error::Exit { code: self.exit_code(), message })
     }
 
     /// Passes the signal on to the process `pid`, as a shell would.
     #[cfg(unix)]
     pub fn forward(self, pid: u32) {
         use nix::sys::signal::{kill, Signal as Nix};
-        let signal = match self {
-            Signal::Interrupt => Nix::SIGINT,
-            Signal::Terminate => Nix::SIGTERM,
-            Signal::Hangup => Nix::SIGHUP,
-            Signal::Quit => Nix::SIGQUIT,
-        };
-        if let Ok(pid) = i32::try_from(pid) {
+        if let (Ok(signal), Ok(pid)) = (Nix::try_from(self.parts().0), i32::try_from(pid)) {
             let _ = kill(nix::unistd::Pid::from_raw(pid), signal);
         }
     }

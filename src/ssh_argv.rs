@@ -41,11 +41,7 @@ impl ProxyCommand {
         if self.debug {
             words.push("--debug".into());
         }
-        words
-            .iter()
-            .map(|w| shell_quote(w).replace('%', "%%"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        words.iter().map(|w| shell_quote(w).replace('%', "%%")).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -181,28 +177,26 @@ fn option_letters(options: &[String]) -> Vec<(char, Option<&str>)> {
 /// comes first, so a later port is ignored. Returns the option and eic's own to use instead.
 pub fn overriding_option(extra: &[String]) -> Option<(String, &'static str)> {
     let (options, _) = split_ssh_args(extra);
-    option_letters(options)
-        .into_iter()
-        .find_map(|(letter, value)| match (letter, value) {
-            ('l', _) => Some(("-l".to_string(), "--os-user")),
-            ('p', _) => Some(("-p".to_string(), "--ssh-port")),
-            ('o', Some(option)) => {
-                // ssh skips leading blanks and takes a quoted keyword: `-o ' "User"=root'`.
-                let key: String = option
-                    .trim_start()
-                    .trim_start_matches('"')
-                    .chars()
-                    .take_while(char::is_ascii_alphanumeric)
-                    .collect();
-                let instead = match key.to_ascii_lowercase().as_str() {
-                    "user" => "--os-user",
-                    "port" => "--ssh-port",
-                    _ => return None,
-                };
-                Some((format!("-o {key}"), instead))
-            }
-            _ => None,
-        })
+    option_letters(options).into_iter().find_map(|(letter, value)| match (letter, value) {
+        ('l', _) => Some(("-l".to_string(), "--os-user")),
+        ('p', _) => Some(("-p".to_string(), "--ssh-port")),
+        ('o', Some(option)) => {
+            // ssh skips leading blanks and takes a quoted keyword: `-o ' "User"=root'`.
+            let key: String = option
+                .trim_start()
+                .trim_start_matches('"')
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect();
+            let instead = match key.to_ascii_lowercase().as_str() {
+                "user" => "--os-user",
+                "port" => "--ssh-port",
+                _ => return None,
+            };
+            Some((format!("-o {key}"), instead))
+        }
+        _ => None,
+    })
 }
 
 /// A file name as ssh_config (and `-o`) takes it where ssh expands `%` tokens (`IdentityFile`):
@@ -223,9 +217,7 @@ pub fn config_quote(value: &str) -> String {
 /// Quotes a word for a POSIX shell; plain words stay as they are.
 pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
+        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
     if plain {
         word.to_string()
     } else {
@@ -243,8 +235,7 @@ pub fn find_ssh() -> Option<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
@@ -351,8 +342,7 @@ mod tests {
         cmd.key = "/tmp/100% done/id_ed25519".into();
         let args = cmd.args();
         assert!(
-            args.windows(2)
-                .any(|w| w == ["-o", "IdentityFile=\"/tmp/100%% done/id_ed25519\""]),
+            args.windows(2).any(|w| w == ["-o", "IdentityFile=\"/tmp/100%% done/id_ed25519\""]),
             "{args:?}"
         );
         assert!(!args.iter().any(|a| a == "-i"));

@@ -57,84 +57,68 @@ impl std::error::Error for Closed {}
 
 type Ws = WebSocketStream<MaybeTlsStream<BufReader<TcpStream>>>;
 
-/// An open tunnel: binary frames both ways.
-pub struct Tunnel(Ws);
-
-/// The receiving half of a [`Tunnel`]: the payloads of the server's binary frames.
+/// The receiving half of a tunnel: the payloads of the server's binary frames.
 pub struct TunnelReader {
     ws: SplitStream<Ws>,
     eof: bool,
 }
 
-/// The sending half of a [`Tunnel`]: each chunk becomes one binary frame.
+/// The sending half of a tunnel: each chunk becomes one binary frame.
 pub struct TunnelWriter {
     ws: SplitSink<Ws, Message>,
     close_sent: bool,
 }
 
-impl Tunnel {
-    /// The two directions, to drive concurrently.
-    pub fn split(self) -> (TunnelReader, TunnelWriter) {
-        let (sink, stream) = self.0.split();
-        let reader = TunnelReader {
-            ws: stream,
-            eof: false,
-        };
-        let writer = TunnelWriter {
-            ws: sink,
-            close_sent: false,
-        };
-        (reader, writer)
-    }
+/// An open tunnel's two directions, to drive concurrently.
+pub type Tunnel = (TunnelReader, TunnelWriter);
 
-    /// Opens the tunnel at the presigned `url`, on `dns_name`.
-    async fn connect(
-        url: &str,
-        dns_name: &DnsName,
-        tls: Arc<rustls::ClientConfig>,
-        timeout: Duration,
-    ) -> anyhow::Result<Tunnel> {
-        let (host, port) = dns_name.host_port();
-        let open = async {
-            let tcp = http_proxy::connect(host, port).await?;
-            tcp.set_nodelay(true)?;
-            // rustls asks for one TLS record per read: take what has arrived, up to 64 KiB, in
-            // one system call.
-            let tcp = BufReader::with_capacity(CHUNK, tcp);
-            // A TLS record carries at most 16 KiB: reading more at once only zero-fills more
-            // of the read buffer (tungstenite does so before every read).
-            let config = WebSocketConfig::default()
-                .read_buffer_size(16 << 10)
-                .max_message_size(Some(16 << 20))
-                .max_frame_size(Some(16 << 20));
-            // CloudTrail records the upgrade's User-Agent, as it does the AWS CLI's.
-            let mut request = url.into_client_request()?;
-            request
-                .headers_mut()
-                .insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-            let result = tokio_tungstenite::client_async_tls_with_config(
-                request,
-                tcp,
-                Some(config),
-                Some(tokio_tungstenite::Connector::Rustls(tls)),
-            )
-            .await;
-            match result {
-                Ok((ws, _response)) => Ok(Tunnel(ws)),
-                Err(tungstenite::Error::Http(response)) => Err(upgrade_refused(&response)),
-                // tungstenite's messages already include their source: show the text once.
-                Err(e) => Err(anyhow::anyhow!(
-                    "WebSocket handshake with {host}:{port} failed: {e}"
-                )),
+/// Opens the tunnel at the presigned `url`, on `dns_name`.
+async fn connect(
+    url: &str,
+    dns_name: &DnsName,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> anyhow::Result<Tunnel> {
+    let (host, port) = dns_name.host_port();
+    let open = async {
+        let tcp = http_proxy::connect(host, port).await?;
+        tcp.set_nodelay(true)?;
+        // rustls asks for one TLS record per read: take what has arrived, up to 64 KiB, in
+        // one system call.
+        let tcp = BufReader::with_capacity(CHUNK, tcp);
+        // A TLS record carries at most 16 KiB: reading more at once only zero-fills more
+        // of the read buffer (tungstenite does so before every read).
+        let config = WebSocketConfig::default()
+            .read_buffer_size(16 << 10)
+            .max_message_size(Some(16 << 20))
+            .max_frame_size(Some(16 << 20));
+        // CloudTrail records the upgrade's User-Agent, as it does the AWS CLI's.
+        let mut request = url.into_client_request()?;
+        request.headers_mut().insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let result = tokio_tungstenite::client_async_tls_with_config(
+            request,
+            tcp,
+            Some(config),
+            Some(tokio_tungstenite::Connector::Rustls(tls)),
+        )
+        .await;
+        match result {
+            Ok((ws, _response)) => {
+                let (sink, stream) = ws.split();
+                let reader = TunnelReader { ws: stream, eof: false };
+                Ok((reader, TunnelWriter { ws: sink, close_sent: false }))
             }
-        };
-        tokio::time::timeout(timeout, open).await.map_err(|_| {
+            Err(tungstenite::Error::Http(response)) => Err(upgrade_refused(&response)),
+            // tungstenite's messages already include their source: show the text once.
+            Err(e) => Err(anyhow::anyhow!("WebSocket handshake with {host}:{port} failed: {e}")),
+        }
+    };
+    tokio::time::timeout(timeout, open).await.map_err(|_| {
             anyhow::anyhow!(
                 "no answer from the endpoint {host}:{port} within {} s (change it with --connect-timeout)",
                 timeout.as_secs()
             )
         })?
-    }
 }
 
 /// The service's answer to a refused upgrade: status, `{"ErrorCode","Message"}`, request id.
@@ -148,11 +132,8 @@ fn upgrade_refused(response: &tungstenite::http::Response<Option<Vec<u8>>>) -> a
     let status = response.status();
     let raw = response.body().as_deref().unwrap_or_default();
     let body: Body = serde_json::from_slice(raw).unwrap_or_default();
-    let request_id = response
-        .headers()
-        .get("x-amzn-RequestId")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none");
+    let request_id =
+        response.headers().get("x-amzn-RequestId").and_then(|v| v.to_str().ok()).unwrap_or("none");
     let mut msg = format!("the endpoint refused the tunnel: HTTP {}", status.as_u16());
     if let Some(code) = body.error_code {
         msg.push_str(&format!(" {code}"));
@@ -218,10 +199,7 @@ impl TunnelWriter {
             self.ws.flush().await
         } else {
             self.close_sent = true;
-            let frame = CloseFrame {
-                code: CloseCode::Normal,
-                reason: Default::default(),
-            };
+            let frame = CloseFrame { code: CloseCode::Normal, reason: Default::default() };
             self.ws.send(Message::Close(Some(frame))).await
         };
         match sent {
@@ -304,12 +282,7 @@ impl Opener {
         target: TunnelTarget,
         timeout: Duration,
     ) -> anyhow::Result<Opener> {
-        Ok(Opener {
-            signing,
-            target,
-            tls: tls_config(ca_bundle)?,
-            timeout,
-        })
+        Ok(Opener { signing, target, tls: tls_config(ca_bundle)?, timeout })
     }
 
     pub fn target(&self) -> &TunnelTarget {
@@ -318,14 +291,10 @@ impl Opener {
 
     pub async fn open(&self) -> anyhow::Result<Tunnel> {
         let credentials = self.signing.credentials().await?;
-        let url = presign::presign(
-            &self.target,
-            &credentials,
-            &self.signing.region,
-            SystemTime::now(),
-        )?;
+        let url =
+            presign::presign(&self.target, &credentials, &self.signing.region, SystemTime::now())?;
         tracing::debug!(url = %presign::redact(&url), "opening tunnel");
-        Tunnel::connect(&url, &self.target.dns_name, self.tls.clone(), self.timeout).await
+        connect(&url, &self.target.dns_name, self.tls.clone(), self.timeout).await
     }
 
     /// Explains how a tunnel ended, naming the duration limit when that is what ended it.
@@ -363,20 +332,14 @@ mod tests {
         let ours = tunnel_crypto();
         let aws_lc = rustls::crypto::aws_lc_rs::default_provider();
         let suites = |p: &rustls::crypto::CryptoProvider| {
-            p.cipher_suites
-                .iter()
-                .map(|s| s.suite())
-                .collect::<Vec<_>>()
+            p.cipher_suites.iter().map(|s| s.suite()).collect::<Vec<_>>()
         };
         let groups = |p: &rustls::crypto::CryptoProvider| {
             p.kx_groups.iter().map(|g| g.name()).collect::<Vec<_>>()
         };
         assert_eq!(suites(&ours), suites(&aws_lc));
         assert_eq!(groups(&ours), groups(&aws_lc));
-        assert_eq!(
-            groups(&ours).first(),
-            Some(&rustls::NamedGroup::X25519MLKEM768)
-        );
+        assert_eq!(groups(&ours).first(), Some(&rustls::NamedGroup::X25519MLKEM768));
         // rustls checks that every suite has a key exchange it can use.
         rustls::ClientConfig::builder_with_provider(Arc::new(ours))
             .with_safe_default_protocol_versions()

@@ -305,10 +305,7 @@ async fn read_timed(
 /// The stdio tunnel process to the sink (eic) or its reference (socat to the relay).
 fn stdio_to(lab: &Lab, who: Who, ip: &str) -> (tokio::process::Command, &'static str) {
     match who {
-        Who::Eic => (
-            lab.eic(&lab.tunnel_args(ip, TARGET_PORT)),
-            "eic open-tunnel (stdio)",
-        ),
+        Who::Eic => (lab.eic(&lab.tunnel_args(ip, TARGET_PORT)), "eic open-tunnel (stdio)"),
         Who::Reference => {
             let relay = match ip {
                 SINK_IP => lab.relay_sink,
@@ -349,9 +346,7 @@ async fn upload(lab: &Lab, who: Who, bytes: u64) -> anyhow::Result<Transfer> {
     let rss = peak_rss_mib(proc.pid)?;
     let split = rss_split(proc.pid);
     let server_cpu = cpu_seconds(std::process::id())? - server_cpu;
-    let stdin = writer
-        .await?
-        .with_context(|| format!("writing to {what}"))?;
+    let stdin = writer.await?.with_context(|| format!("writing to {what}"))?;
     drop(stdin);
     proc.finish(SHORT).await?;
     Ok(Transfer {
@@ -373,31 +368,16 @@ async fn download(lab: &Lab, who: Who, bytes: u64) -> anyhow::Result<Transfer> {
     let mut stdout = proc.child.stdout.take().context("piped stdout")?;
     let read = read_timed(&mut stdout, bytes, what).await?;
     if read.got < bytes {
-        bail!(
-            "{what}: got {} of {bytes} bytes; stderr:\n{}",
-            read.got,
-            proc.stderr_text()
-        );
+        bail!("{what}: got {} of {bytes} bytes; stderr:\n{}", read.got, proc.stderr_text());
     }
     let cpu = cpu_seconds(proc.pid)?;
     let rss = peak_rss_mib(proc.pid)?;
     let split = rss_split(proc.pid);
     let server_cpu = cpu_seconds(std::process::id())? - server_cpu;
     drop(stdin);
-    within(
-        SHORT,
-        what,
-        tokio::io::copy(&mut stdout, &mut tokio::io::sink()),
-    )
-    .await??;
+    within(SHORT, what, tokio::io::copy(&mut stdout, &mut tokio::io::sink())).await??;
     proc.finish(SHORT).await?;
-    Ok(Transfer {
-        secs: read.secs()?,
-        cpu,
-        rss,
-        split,
-        server_cpu,
-    })
+    Ok(Transfer { secs: read.secs()?, cpu, rss, split, server_cpu })
 }
 
 // ---- B2: ssh bulk transfers with eic as ProxyCommand ----
@@ -508,11 +488,7 @@ pub async fn b3_b4(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
     let relay_proxy = lab.relay_proxy_command();
     let relay_proxy = &relay_proxy;
     let login = |eic: bool| async move {
-        let mut cmd = if eic {
-            lab.eic_ssh("true")
-        } else {
-            lab.ssh(relay_proxy, "true")
-        };
+        let mut cmd = if eic { lab.eic_ssh("true") } else { lab.ssh(relay_proxy, "true") };
         let started = Instant::now();
         let what = if eic { "eic ssh -- true" } else { "ssh true" };
         let proc = Proc::spawn(what, &mut cmd, Stdio::null(), Stdio::null())?;
@@ -564,10 +540,7 @@ pub async fn b3_b4(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
         b4.row(
             "B4",
             "login_time_with_latency",
-            format!(
-                "B3 with {} ms on every API call and upgrade",
-                cfg.latency_ms
-            ),
+            format!("B3 with {} ms on every API call and upgrade", cfg.latency_ms),
             "ms",
             "B3 eic",
             Target::AddedAtMost(rounds * cfg.latency_ms as f64),
@@ -689,12 +662,7 @@ async fn start_listener(lab: &Lab, ip: &str, extra: &[&str]) -> anyhow::Result<P
     args.extend(["--local-port".into(), "0".into()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut cmd = lab.eic(&args);
-    Proc::spawn(
-        "eic open-tunnel (listener)",
-        &mut cmd,
-        Stdio::null(),
-        Stdio::null(),
-    )
+    Proc::spawn("eic open-tunnel (listener)", &mut cmd, Stdio::null(), Stdio::null())
 }
 
 async fn listener_addr(listener: &mut Proc) -> anyhow::Result<std::net::SocketAddr> {

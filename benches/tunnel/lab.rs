@@ -80,9 +80,7 @@ impl Lab {
         let (relay_source, t3) = eic_standin::tcp_relay(source.addr).await?;
         let (relay_echo, t4) = eic_standin::tcp_relay(echo).await?;
 
-        let home = tempfile::Builder::new()
-            .prefix("eic-bench-home")
-            .tempdir()?;
+        let home = tempfile::Builder::new().prefix("eic-bench-home").tempdir()?;
         std::fs::create_dir(home.path().join(".ssh"))?;
         // `*`: whatever HostKeyAlias is used (the instance id), it is this sshd.
         std::fs::write(
@@ -164,11 +162,8 @@ impl Lab {
     /// eic as ssh's ProxyCommand, exactly as `eic ssh` writes it.
     pub fn eic_proxy_command(&self) -> String {
         let mut words = vec![shell_quote(&self.eic.display().to_string())];
-        words.extend(
-            self.tunnel_args(SSH_IP, 22)
-                .iter()
-                .map(|w| shell_quote(w).replace('%', "%%")),
-        );
+        words
+            .extend(self.tunnel_args(SSH_IP, 22).iter().map(|w| shell_quote(w).replace('%', "%%")));
         words.join(" ")
     }
 
@@ -204,8 +199,7 @@ impl Lab {
         cmd.arg("-o").arg(format!("ProxyCommand={proxy}"));
         cmd.arg("-i").arg(&self.key);
         cmd.args(["-o", "IdentitiesOnly=yes"]);
-        cmd.arg("-o")
-            .arg(format!("HostKeyAlias={TYPICAL_INSTANCE_ID}"));
+        cmd.arg("-o").arg(format!("HostKeyAlias={TYPICAL_INSTANCE_ID}"));
         cmd.args(["-p", "22"]);
         cmd.arg(format!("{}@{SSH_IP}", self.sshd.user()));
         cmd.arg(remote);
@@ -215,17 +209,11 @@ impl Lab {
 
     /// `eic ssh --instance-id ... -- <isolating ssh options> REMOTE`: lookups, key push, ssh.
     pub fn eic_ssh(&self, remote: &str) -> Command {
-        let mut args: Vec<String> = [
-            "ssh",
-            "--instance-id",
-            TYPICAL_INSTANCE_ID,
-            "--os-user",
-            self.sshd.user(),
-            "--",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> =
+            ["ssh", "--instance-id", TYPICAL_INSTANCE_ID, "--os-user", self.sshd.user(), "--"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         args.extend(self.ssh_options());
         args.push(remote.into());
         self.eic(&args)
@@ -233,12 +221,7 @@ impl Lab {
 }
 
 fn socat_args(relay: SocketAddr) -> Vec<String> {
-    vec![
-        "-b".into(),
-        IO_CHUNK.to_string(),
-        "-".into(),
-        format!("TCP:{relay},nodelay"),
-    ]
+    vec!["-b".into(), IO_CHUNK.to_string(), "-".into(), format!("TCP:{relay},nodelay")]
 }
 
 pub use eic_standin::payload;
@@ -302,32 +285,18 @@ impl Sink {
                         got += n as u64;
                         if !reported && got >= want {
                             reported = true;
-                            let _ = tx.send(Report {
-                                first: first_at,
-                                done: now,
-                                bytes: got,
-                            });
+                            let _ = tx.send(Report { first: first_at, done: now, bytes: got });
                         }
                     }
                     if !reported {
                         let now = Instant::now();
-                        let _ = tx.send(Report {
-                            first: first.unwrap_or(now),
-                            done: now,
-                            bytes: got,
-                        });
+                        let _ =
+                            tx.send(Report { first: first.unwrap_or(now), done: now, bytes: got });
                     }
                 });
             }
         });
-        Ok((
-            Sink {
-                addr,
-                expect,
-                reports: Mutex::new(rx),
-            },
-            task,
-        ))
+        Ok((Sink { addr, expect, reports: Mutex::new(rx) }, task))
     }
 
     /// The next connection reports after `bytes`; stale reports are dropped.
@@ -339,9 +308,7 @@ impl Sink {
 
     pub async fn next(&self, limit: Duration) -> anyhow::Result<Report> {
         let mut rx = self.reports.lock().await;
-        within(limit, "the sink's report", rx.recv())
-            .await?
-            .context("the sink stopped")
+        within(limit, "the sink's report", rx.recv()).await?.context("the sink stopped")
     }
 }
 
@@ -435,13 +402,7 @@ impl Proc {
                 let _ = tx.send(line);
             }
         });
-        Ok(Proc {
-            child,
-            pid,
-            what: what.to_string(),
-            lines,
-            log,
-        })
+        Ok(Proc { child, pid, what: what.to_string(), lines, log })
     }
 
     pub fn stderr_text(&self) -> String {
@@ -489,11 +450,7 @@ impl Proc {
                 while self.lines.recv().await.is_some() {}
             })
             .await;
-            bail!(
-                "{} failed ({status}); stderr:\n{}",
-                self.what,
-                self.stderr_text()
-            );
+            bail!("{} failed ({status}); stderr:\n{}", self.what, self.stderr_text());
         }
         Ok(())
     }
@@ -502,10 +459,7 @@ impl Proc {
     pub async fn interrupt(mut self) {
         use nix::sys::signal::{kill, Signal};
         let _ = kill(nix::unistd::Pid::from_raw(self.pid as i32), Signal::SIGINT);
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
             let _ = self.child.kill().await;
         }
     }
@@ -516,16 +470,10 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // Fields after the `(comm)`: state is field 3, utime 14 and stime 15 (1-based).
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("odd /proc/PID/stat")?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("odd /proc/PID/stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i - 3)
-            .context("short /proc/PID/stat")?
-            .parse::<f64>()?)
+        Ok(fields.get(i - 3).context("short /proc/PID/stat")?.parse::<f64>()?)
     };
     Ok((ticks(14)? + ticks(15)?) / clock_ticks())
 }
@@ -559,11 +507,7 @@ pub fn rss_split(pid: u32) -> String {
         "anon {} MiB, file {} MiB, threads {}",
         field("RssAnon:"),
         field("RssFile:"),
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .unwrap_or("?")
-            .trim()
+        status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap_or("?").trim()
     )
 }
 

@@ -17,11 +17,7 @@ impl Summary {
         }
         let mut v = samples.to_vec();
         v.sort_by(f64::total_cmp);
-        Some(Summary {
-            median: median_sorted(&v),
-            min: v[0],
-            max: v[v.len() - 1],
-        })
+        Some(Summary { median: median_sorted(&v), min: v[0], max: v[v.len() - 1] })
     }
 
     fn json(&self) -> serde_json::Value {
@@ -123,11 +119,7 @@ impl Row {
     }
 
     fn added(&self) -> Vec<f64> {
-        self.eic
-            .iter()
-            .zip(&self.reference)
-            .map(|(e, r)| e - r)
-            .collect()
+        self.eic.iter().zip(&self.reference).map(|(e, r)| e - r).collect()
     }
 
     /// Whether the target is met (None: no target).
@@ -166,17 +158,7 @@ impl Row {
 
 /// The human-readable table: median (min–max) of each column.
 pub fn table(rows: &[Row]) -> String {
-    let header = [
-        "case",
-        "figure",
-        "unit",
-        "eic",
-        "reference",
-        "ratio",
-        "added",
-        "target",
-        "met",
-    ];
+    let header = ["case", "figure", "unit", "eic", "reference", "ratio", "added", "target", "met"];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for row in rows {
         let text = |v: &[f64]| Summary::of(v).map_or("-".into(), |s| s.text());
@@ -202,21 +184,12 @@ pub fn table(rows: &[Row]) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            lines
-                .iter()
-                .map(|l| l[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
-        let cells: Vec<String> = line
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}", w = *w))
-            .collect();
+        let cells: Vec<String> =
+            line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}", w = *w)).collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
         if i == 0 {
             let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();

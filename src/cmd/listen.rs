@@ -73,10 +73,7 @@ pub async fn run(settings: &Settings, plan: ListenPlan) -> anyhow::Result<i32> {
     let drained =
         tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        eprintln!(
-            "eic: some tunnels did not close within {} s",
-            DRAIN.as_secs()
-        );
+        eprintln!("eic: some tunnels did not close within {} s", DRAIN.as_secs());
     }
     Ok(signal.exit_code())
 }
@@ -111,10 +108,9 @@ async fn serve(
     // Free the slot before saying so: once the `closed` line is out, a new connection is served.
     drop(permit);
     match opener.explain_end(result, started) {
-        Ok(()) => eprintln!(
-            "eic: [{id}] {peer}: closed after {:.1} s",
-            started.elapsed().as_secs_f64()
-        ),
+        Ok(()) => {
+            eprintln!("eic: [{id}] {peer}: closed after {:.1} s", started.elapsed().as_secs_f64())
+        }
         Err(e) => eprintln!("eic: [{id}] {peer}: closed: {e:#}"),
     }
 }

@@ -59,10 +59,8 @@ mod tests {
     #[test]
     fn every_subcommand_has_a_man_page() {
         use clap::CommandFactory;
-        let names: Vec<String> = Cli::command()
-            .get_subcommands()
-            .map(|c| c.get_name().to_owned())
-            .collect();
+        let names: Vec<String> =
+            Cli::command().get_subcommands().map(|c| c.get_name().to_owned()).collect();
         assert_eq!(names, MAN_PAGES);
         for name in MAN_PAGES {
             let page = String::from_utf8(man_page(Some(name)).unwrap()).unwrap();
@@ -70,10 +68,7 @@ mod tests {
             assert!(!page.contains("EXTRA"), "{page}");
         }
         let main = String::from_utf8(man_page(None).unwrap()).unwrap();
-        assert!(
-            main.contains(".TH eic 1") && main.contains("eic\\-ssh(1)"),
-            "{main}"
-        );
+        assert!(main.contains(".TH eic 1") && main.contains("eic\\-ssh(1)"), "{main}");
         assert!(!main.contains("eic\\-help(1)"), "{main}");
     }
 
@@ -82,10 +77,7 @@ mod tests {
         let page = String::from_utf8(man_page(Some("open-tunnel")).unwrap()).unwrap();
         let examples = page.split(".SH EXAMPLES\n.nf\n").nth(1).expect("examples");
         let (examples, _) = examples.split_once(".fi\n").expect("end of examples");
-        assert_eq!(
-            examples.lines().count(),
-            TUNNEL_EXAMPLES.lines().count() - 1
-        );
+        assert_eq!(examples.lines().count(), TUNNEL_EXAMPLES.lines().count() - 1);
         assert!(examples.contains(
             "    eic open\\-tunnel \\-\\-instance\\-connect\\-endpoint\\-id eice\\-0123456789abcdef0 \\e\n"
         ));

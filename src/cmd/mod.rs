@@ -29,32 +29,24 @@ fn print_out(bytes: &[u8]) -> anyhow::Result<i32> {
 /// What opens `open-tunnel`'s tunnels. With the endpoint's id and DNS name and the address all
 /// given, no API call is made, and with credentials in the environment no profile is read.
 async fn opener(settings: &Settings, plan: TunnelPlan) -> anyhow::Result<Opener> {
-    let given = match &plan.to {
-        TunnelTo::Address {
-            ip,
-            endpoint:
-                GivenEndpoint {
-                    id,
-                    dns_name: Some(dns_name),
-                },
-        } => Signing::from_env(settings).map(|signing| {
+    let (port, max) = (plan.remote_port, plan.max_tunnel_duration);
+    let (signing, ca_bundle, target) = match (plan.to, Signing::from_env(settings)) {
+        (
+            TunnelTo::Address { ip, endpoint: GivenEndpoint { id, dns_name: Some(dns_name) } },
+            Some(signing),
+        ) => {
             let target = TunnelTarget {
-                dns_name: dns_name.clone(),
-                endpoint_id: id.clone(),
-                private_ip: *ip,
-                remote_port: plan.remote_port,
-                max_tunnel_duration: plan.max_tunnel_duration,
+                dns_name,
+                endpoint_id: id,
+                private_ip: ip,
+                remote_port: port,
+                max_tunnel_duration: max,
             };
-            (signing, target)
-        }),
-        _ => None,
-    };
-    let (signing, ca_bundle, target) = match given {
-        Some((signing, target)) => (Arc::new(signing), CaBundle::named(settings)?, target),
-        None => {
+            (Arc::new(signing), CaBundle::named(settings)?, target)
+        }
+        (to, _) => {
             let aws = Aws::load(settings).await?;
-            let target =
-                resolve::tunnel(&aws, plan.to, plan.remote_port, plan.max_tunnel_duration).await?;
+            let target = resolve::tunnel(&aws, to, port, max).await?;
             (aws.signing, aws.ca_bundle, target)
         }
     };

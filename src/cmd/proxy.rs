@@ -31,12 +31,7 @@ pub async fn run(settings: &Settings, plan: ProxyPlan) -> anyhow::Result<i32> {
         remote_port: plan.port,
         max_tunnel_duration: None,
     };
-    let opener = Opener::new(
-        aws.signing,
-        aws.ca_bundle.as_ref(),
-        target,
-        plan.connect_timeout,
-    )?;
+    let opener = Opener::new(aws.signing, aws.ca_bundle.as_ref(), target, plan.connect_timeout)?;
     local::relay_stdio(&opener).await?;
     Ok(0)
 }

@@ -60,9 +60,7 @@ async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared
     let public = key.public.clone().filter(|_| !plan.dry_run);
     let push = |id: String| {
         let (aws, public, user) = (aws.clone(), public.clone()?, plan.os_user.clone());
-        Some(tokio::spawn(async move {
-            aws.send_ssh_public_key(&id, &user, &public).await
-        }))
+        Some(tokio::spawn(async move { aws.send_ssh_public_key(&id, &user, &public).await }))
     };
     let mut pushed = match &plan.instance {
         InstanceRef::Id(id) => push(id.clone()),
@@ -85,10 +83,7 @@ async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared
             let endpoints = endpoints.take().unwrap_or_else(|| lookup(None));
             let (endpoint_id, dns_name) = joined(endpoints).await?.choose(&instance, &aws)?;
             let max_tunnel_duration = match &plan.via {
-                Via::Eice {
-                    max_tunnel_duration,
-                    ..
-                } => *max_tunnel_duration,
+                Via::Eice { max_tunnel_duration, .. } => *max_tunnel_duration,
                 _ => None,
             };
             let exe = std::env::current_exe()
@@ -101,15 +96,7 @@ async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared
                 max_tunnel_duration,
             };
             let region = aws.region.clone();
-            (
-                ip,
-                Some(ProxyCommand {
-                    exe,
-                    target,
-                    region,
-                    debug: plan.debug,
-                }),
-            )
+            (ip, Some(ProxyCommand { exe, target, region, debug: plan.debug }))
         }
     };
     if let Some(pushed) = pushed {
@@ -131,18 +118,9 @@ async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared
     // The ProxyCommand child gets the credentials through its environment, never its argv.
     let credentials = aws.signing.credentials().await?;
     let mut env = vec![
-        (
-            "AWS_ACCESS_KEY_ID",
-            Some(credentials.access_key_id().to_string()),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            Some(credentials.secret_access_key().to_string()),
-        ),
-        (
-            "AWS_SESSION_TOKEN",
-            credentials.session_token().map(str::to_string),
-        ),
+        ("AWS_ACCESS_KEY_ID", Some(credentials.access_key_id().to_string())),
+        ("AWS_SECRET_ACCESS_KEY", Some(credentials.secret_access_key().to_string())),
+        ("AWS_SESSION_TOKEN", credentials.session_token().map(str::to_string)),
     ];
     if let Some(bundle) = &aws.ca_bundle {
         env.push(("AWS_CA_BUNDLE", Some(bundle.path.display().to_string())));
@@ -152,8 +130,7 @@ async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared
 
 /// The result of a spawned lookup.
 async fn joined<T>(task: tokio::task::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
-    task.await
-        .map_err(|e| anyhow::anyhow!("an AWS lookup did not complete: {e}"))?
+    task.await.map_err(|e| anyhow::anyhow!("an AWS lookup did not complete: {e}"))?
 }
 
 /// Runs ssh as a child, passing on the signals a shell would, and returns its status.
@@ -172,9 +149,7 @@ async fn run_ssh(
         };
     }
     tracing::debug!(key = %key.path.display(), "running {}", command.ssh.display());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot run {}", command.ssh.display()))?;
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", command.ssh.display()))?;
     let pid = child.id();
     let mut interrupted_by = None;
     loop {
@@ -211,8 +186,5 @@ async fn run_ssh(
 /// ssh's exit status as eic's: its code, or 128 + the signal that ended it.
 fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(error::OTHER)
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(error::OTHER)
 }

@@ -19,29 +19,21 @@ pub fn run(install_it: bool) -> anyhow::Result<i32> {
     if !install_it {
         return super::print_out(block.as_bytes());
     }
-    let ssh_dir = key
-        .path
-        .parent()
-        .ok_or_else(|| error::config("cannot find ~/.ssh"))?
-        .to_path_buf();
+    let ssh_dir =
+        key.path.parent().ok_or_else(|| error::config("cannot find ~/.ssh"))?.to_path_buf();
     let done = install(&ssh_dir, &block)?;
     let ours = ssh_dir.join("eic_config");
     let config = ssh_dir.join("config");
     match (done.block_written, done.include_added) {
-        (false, false) => eprintln!(
-            "eic: already installed: {} includes {}",
-            config.display(),
-            ours.display()
-        ),
+        (false, false) => {
+            eprintln!("eic: already installed: {} includes {}", config.display(), ours.display())
+        }
         (written, added) => {
             if written {
                 eprintln!("eic: wrote {}", ours.display());
             }
             if added {
-                eprintln!(
-                    "eic: added an Include line at the top of {}",
-                    config.display()
-                );
+                eprintln!("eic: added an Include line at the top of {}", config.display());
             }
             if let Some(backup) = &done.backup {
                 eprintln!(
@@ -123,9 +115,7 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", config.display())),
     };
-    let present = existing
-        .as_deref()
-        .is_some_and(|text| text.lines().any(|l| l.trim() == include));
+    let present = existing.as_deref().is_some_and(|text| text.lines().any(|l| l.trim() == include));
     if !present {
         let mode = fs::metadata(&config).map_or(0o600, |m| m.permissions().mode() & 0o777);
         if let Some(text) = &existing {
@@ -152,11 +142,9 @@ fn stable_exe(exe: &Path, path: Option<std::ffi::OsString>) -> PathBuf {
         return exe.to_path_buf();
     };
     let on_path = exe.file_name().zip(path).and_then(|(name, path)| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| {
-                candidate.is_absolute() && fs::canonicalize(candidate).is_ok_and(|c| c == real)
-            })
+        std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| {
+            candidate.is_absolute() && fs::canonicalize(candidate).is_ok_and(|c| c == real)
+        })
     });
     on_path.unwrap_or_else(|| exe.to_path_buf())
 }
@@ -177,19 +165,10 @@ mod tests {
         let first = install(&ssh, &block).unwrap();
         assert!(first.block_written && first.include_added);
         let config = fs::read_to_string(ssh.join("config")).unwrap();
-        assert!(
-            config.ends_with(users),
-            "the user's entries are kept as they were"
-        );
+        assert!(config.ends_with(users), "the user's entries are kept as they were");
         let first_line = config.lines().find(|l| !l.starts_with('#')).unwrap();
-        assert_eq!(
-            first_line,
-            format!("Include {}", ssh.join("eic_config").display())
-        );
-        assert_eq!(
-            fs::read_to_string(ssh.join("config.eic-backup")).unwrap(),
-            users
-        );
+        assert_eq!(first_line, format!("Include {}", ssh.join("eic_config").display()));
+        assert_eq!(fs::read_to_string(ssh.join("config.eic-backup")).unwrap(), users);
         assert_eq!(fs::read_to_string(ssh.join("eic_config")).unwrap(), block);
 
         let second = install(&ssh, &block).unwrap();
@@ -203,35 +182,19 @@ mod tests {
         let ssh = dir.path().join(".ssh");
         let done = install(&ssh, "Host i-*\n").unwrap();
         assert!(done.include_added && done.backup.is_none());
-        assert_eq!(
-            fs::metadata(&ssh).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
-        assert_eq!(
-            fs::metadata(ssh.join("config"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&ssh).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(ssh.join("config")).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]
     fn block_quotes_paths() {
-        let b = block(
-            Path::new("/opt/my tools/eic"),
-            Path::new("/home/a b/.ssh/eic_ed25519"),
-        );
+        let b = block(Path::new("/opt/my tools/eic"), Path::new("/home/a b/.ssh/eic_ed25519"));
         assert!(b.contains(
             "ProxyCommand '/opt/my tools/eic' proxy --key-file '/home/a b/.ssh/eic_ed25519' '%h' %p '%r'"
         ));
         assert!(b.contains("IdentityFile \"/home/a b/.ssh/eic_ed25519\""));
         assert!(b.contains("IdentitiesOnly yes"));
-        let b = block(
-            Path::new("/opt/100%/eic"),
-            Path::new("/home/100%/eic_ed25519"),
-        );
+        let b = block(Path::new("/opt/100%/eic"), Path::new("/home/100%/eic_ed25519"));
         assert!(b.contains("ProxyCommand /opt/100%%/eic proxy --key-file /home/100%%/eic_ed25519"));
         assert!(b.contains("IdentityFile /home/100%%/eic_ed25519\n"));
     }
@@ -250,35 +213,20 @@ mod tests {
                 .arg(destination)
                 .output()
                 .expect("ssh (openssh-client) runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             let text = String::from_utf8(out.stdout).unwrap();
-            let value = |key: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(key))
-                    .map(str::to_string)
-            };
+            let value =
+                |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).map(str::to_string);
             (value("user "), value("proxycommand "))
         };
         for host in ["i-0123456789abcdef0", "i-01234567", "web-1.eic"] {
             let (user, proxy) = resolved(host);
             assert_eq!(user.as_deref(), Some("ec2-user"), "{host}");
             let proxy = proxy.unwrap_or_default();
-            assert!(
-                proxy.starts_with("/usr/bin/eic proxy --key-file /k "),
-                "{host}: {proxy}"
-            );
+            assert!(proxy.starts_with("/usr/bin/eic proxy --key-file /k "), "{host}: {proxy}");
         }
         assert_eq!(resolved("ubuntu@web-1.eic").0.as_deref(), Some("ubuntu"));
-        for host in [
-            "i-cloud.fr",
-            "i-love.example.com",
-            "i-0123456789",
-            "example.com",
-        ] {
+        for host in ["i-cloud.fr", "i-love.example.com", "i-0123456789", "example.com"] {
             assert_eq!(resolved(host).1, None, "{host}");
         }
     }
@@ -291,9 +239,7 @@ mod tests {
         fs::create_dir(dir.path().join("dotfiles")).unwrap();
         std::os::unix::fs::symlink("../dotfiles/ssh_config", ssh.join("config")).unwrap();
         install(&ssh, "Host i-*\n").unwrap();
-        assert!(fs::symlink_metadata(ssh.join("config"))
-            .unwrap()
-            .is_symlink());
+        assert!(fs::symlink_metadata(ssh.join("config")).unwrap().is_symlink());
         let text = fs::read_to_string(dir.path().join("dotfiles/ssh_config")).unwrap();
         assert!(text.contains("Include "), "{text}");
     }
@@ -307,14 +253,9 @@ mod tests {
         fs::write(&dotfile, "Host work\n").unwrap();
         std::os::unix::fs::symlink(&dotfile, ssh.join("config")).unwrap();
         install(&ssh, "Host i-*\n").unwrap();
-        assert!(fs::symlink_metadata(ssh.join("config"))
-            .unwrap()
-            .is_symlink());
+        assert!(fs::symlink_metadata(ssh.join("config")).unwrap().is_symlink());
         let text = fs::read_to_string(&dotfile).unwrap();
-        assert!(
-            text.contains("Include ") && text.ends_with("Host work\n"),
-            "{text}"
-        );
+        assert!(text.contains("Include ") && text.ends_with("Host work\n"), "{text}");
     }
 
     #[test]
@@ -327,11 +268,7 @@ mod tests {
         fs::create_dir(&bin).unwrap();
         std::os::unix::fs::symlink(&real, bin.join("eic")).unwrap();
         let elsewhere = std::env::join_paths([dir.path()]).ok();
-        assert_eq!(
-            stable_exe(&real, elsewhere),
-            real,
-            "not on PATH: the binary itself"
-        );
+        assert_eq!(stable_exe(&real, elsewhere), real, "not on PATH: the binary itself");
         let path = std::env::join_paths([dir.path(), &bin]).ok();
         assert_eq!(stable_exe(&real, path), bin.join("eic"));
     }

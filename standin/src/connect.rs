@@ -45,20 +45,12 @@ pub(crate) fn handle(world: &mut World, body: &[u8], rid: &str) -> Reply {
              ec2-instance-connect:SendSSHPublicKey",
             world.account_id
         );
-        let status = if code == "AccessDeniedException" {
-            403
-        } else {
-            400
-        };
+        let status = if code == "AccessDeniedException" { 403 } else { 400 };
         return error(status, &code, &msg);
     }
     let f = fields(body);
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
-    let (id, user, key) = (
-        get("InstanceId"),
-        get("InstanceOSUser"),
-        get("SSHPublicKey"),
-    );
+    let (id, user, key) = (get("InstanceId"), get("InstanceOSUser"), get("SSHPublicKey"));
     if id.is_empty() || user.is_empty() || key.is_empty() {
         return error(
             400,
@@ -74,18 +66,10 @@ pub(crate) fn handle(world: &mut World, body: &[u8], rid: &str) -> Reply {
         );
     }
     if let Err(why) = check_key(key) {
-        return error(
-            400,
-            "InvalidArgsException",
-            &format!("Invalid SSHPublicKey: {why}"),
-        );
+        return error(400, "InvalidArgsException", &format!("Invalid SSHPublicKey: {why}"));
     }
     let Some(instance) = world.find_instance(id) else {
-        return error(
-            400,
-            "EC2InstanceNotFoundException",
-            &format!("Instance {id} not found"),
-        );
+        return error(400, "EC2InstanceNotFoundException", &format!("Instance {id} not found"));
     };
     if instance.state != "running" {
         return error(
@@ -122,9 +106,7 @@ pub fn valid_user(user: &str) -> bool {
     !b.is_empty()
         && b.len() <= 32
         && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// Check an OpenSSH public key line: known type, base64 blob whose inner type matches.
@@ -197,23 +179,10 @@ mod tests {
 
     #[test]
     fn users() {
-        for ok in [
-            "ec2-user",
-            "root",
-            "_x",
-            "a.b-c_d",
-            "u23456789012345678901234567890ab",
-        ] {
+        for ok in ["ec2-user", "root", "_x", "a.b-c_d", "u23456789012345678901234567890ab"] {
             assert!(valid_user(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "1abc",
-            "-x",
-            "a b",
-            "a;b",
-            "u234567890123456789012345678901234",
-        ] {
+        for bad in ["", "1abc", "-x", "a b", "a;b", "u234567890123456789012345678901234"] {
             assert!(!valid_user(bad), "{bad}");
         }
     }

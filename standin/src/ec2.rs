@@ -33,11 +33,7 @@ pub(crate) fn handle(
     let result = match action {
         "DescribeInstances" => describe_instances(world, params, rid),
         "DescribeInstanceConnectEndpoints" => describe_endpoints(world, own, params, rid),
-        "" => Err((
-            400,
-            "MissingAction",
-            "The request must contain the parameter Action".into(),
-        )),
+        "" => Err((400, "MissingAction", "The request must contain the parameter Action".into())),
         other => Err((
             400,
             "InvalidAction",
@@ -97,12 +93,7 @@ fn list(params: &BTreeMap<String, String>, prefix: &str) -> Vec<String> {
 fn filters(params: &BTreeMap<String, String>) -> Vec<(String, Vec<String>)> {
     let mut ns: Vec<u32> = params
         .keys()
-        .filter_map(|k| {
-            k.strip_prefix("Filter.")?
-                .strip_suffix(".Name")?
-                .parse()
-                .ok()
-        })
+        .filter_map(|k| k.strip_prefix("Filter.")?.strip_suffix(".Name")?.parse().ok())
         .collect();
     ns.sort();
     ns.into_iter()
@@ -144,9 +135,7 @@ fn any_match(values: &[String], field: Option<&str>) -> bool {
 
 fn is_id(id: &str, prefix: &str) -> bool {
     id.strip_prefix(prefix).is_some_and(|h| {
-        !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     })
 }
 
@@ -175,24 +164,14 @@ fn page(
         Some(t) => t
             .strip_prefix("standin-token-")
             .and_then(|o| o.parse().ok())
-            .ok_or_else(|| {
-                (
-                    400,
-                    "InvalidParameterValue",
-                    format!("Invalid NextToken: {t}"),
-                )
-            })?,
+            .ok_or_else(|| (400, "InvalidParameterValue", format!("Invalid NextToken: {t}")))?,
     };
     Ok((offset, max.min(knob.unwrap_or(usize::MAX)).max(1)))
 }
 
 fn next_token(out: &mut String, offset: usize, size: usize, total: usize) {
     if offset + size < total {
-        el(
-            out,
-            "nextToken",
-            &format!("standin-token-{}", offset + size),
-        );
+        el(out, "nextToken", &format!("standin-token-{}", offset + size));
     }
 }
 
@@ -209,11 +188,7 @@ fn instance_matches(i: &Instance, name: &str, values: &[String]) -> Result<bool,
         "tag-key" => i.tags.iter().any(|(k, _)| f(Some(k))),
         n if n.starts_with("tag:") => i.tags.iter().any(|(k, v)| k == &n[4..] && f(Some(v))),
         other => {
-            return Err((
-                400,
-                "InvalidParameterValue",
-                format!("The filter '{other}' is invalid"),
-            ))
+            return Err((400, "InvalidParameterValue", format!("The filter '{other}' is invalid")))
         }
     })
 }
@@ -236,16 +211,9 @@ fn describe_instances(
 ) -> Result<String, Fail> {
     let ids = list(params, "InstanceId");
     if let Some(bad) = ids.iter().find(|id| !is_id(id, "i-")) {
-        return Err((
-            400,
-            "InvalidInstanceID.Malformed",
-            format!("Invalid id: \"{bad}\""),
-        ));
+        return Err((400, "InvalidInstanceID.Malformed", format!("Invalid id: \"{bad}\"")));
     }
-    let missing: Vec<&String> = ids
-        .iter()
-        .filter(|id| world.find_instance(id).is_none())
-        .collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| world.find_instance(id).is_none()).collect();
     match missing.as_slice() {
         [] => {}
         [one] => {
@@ -314,11 +282,7 @@ fn instance_xml(out: &mut String, i: &Instance) {
         esc(&i.state)
     );
     if let Some(ip) = &i.private_ip {
-        el(
-            out,
-            "privateDnsName",
-            &format!("ip-{}.ec2.internal", ip.replace('.', "-")),
-        );
+        el(out, "privateDnsName", &format!("ip-{}.ec2.internal", ip.replace('.', "-")));
     }
     el(out, "instanceType", "t3.micro");
     el(out, "launchTime", &i.launch_time);
@@ -329,22 +293,14 @@ fn instance_xml(out: &mut String, i: &Instance) {
     );
     el(out, "subnetId", &i.subnet_id);
     el(out, "vpcId", &i.vpc_id);
-    el(
-        out,
-        "privateIpAddress",
-        i.private_ip.as_deref().unwrap_or(""),
-    );
+    el(out, "privateIpAddress", i.private_ip.as_deref().unwrap_or(""));
     el(out, "ipAddress", i.public_ip.as_deref().unwrap_or(""));
     el(out, "ipv6Address", i.ipv6.as_deref().unwrap_or(""));
     out.push_str("<networkInterfaceSet><item>");
     el(out, "networkInterfaceId", &format!("eni-{}", &i.id[2..]));
     el(out, "subnetId", &i.subnet_id);
     el(out, "vpcId", &i.vpc_id);
-    el(
-        out,
-        "privateIpAddress",
-        i.private_ip.as_deref().unwrap_or(""),
-    );
+    el(out, "privateIpAddress", i.private_ip.as_deref().unwrap_or(""));
     if let Some(v6) = &i.ipv6 {
         let _ = write!(
             out,
@@ -357,12 +313,7 @@ fn instance_xml(out: &mut String, i: &Instance) {
     if !i.tags.is_empty() {
         out.push_str("<tagSet>");
         for (k, v) in &i.tags {
-            let _ = write!(
-                out,
-                "<item><key>{}</key><value>{}</value></item>",
-                esc(k),
-                esc(v)
-            );
+            let _ = write!(out, "<item><key>{}</key><value>{}</value></item>", esc(k), esc(v));
         }
         out.push_str("</tagSet>");
     }
@@ -377,11 +328,7 @@ fn endpoint_matches(e: &Endpoint, name: &str, values: &[String]) -> Result<bool,
         "instance-connect-endpoint-id" => f(&e.id),
         "availability-zone" => f(&e.availability_zone),
         other => {
-            return Err((
-                400,
-                "InvalidParameterValue",
-                format!("The filter '{other}' is invalid"),
-            ))
+            return Err((400, "InvalidParameterValue", format!("The filter '{other}' is invalid")))
         }
     })
 }

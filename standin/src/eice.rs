@@ -42,9 +42,7 @@ pub(crate) fn tls_material() -> anyhow::Result<TlsMaterial> {
     };
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "eic-standin throw-away CA");
+    ca_params.distinguished_name.push(DnType::CommonName, "eic-standin throw-away CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca_params.self_signed(&ca_key)?;
@@ -53,9 +51,7 @@ pub(crate) fn tls_material() -> anyhow::Result<TlsMaterial> {
     let key = KeyPair::generate()?;
     let mut params =
         CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
+    params.distinguished_name.push(DnType::CommonName, "localhost");
     let cert = params.signed_by(&key, &issuer)?;
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -188,10 +184,7 @@ async fn connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) 
 }
 
 fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    }))
+    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))
 }
 
 /// Read client frames until the client goes away, at most a minute, noting each in
@@ -278,11 +271,7 @@ async fn relay(ws: Ws, target: TcpStream, faults: Faults, max_duration: Option<D
             }
             if !text_sent && faults.text_frame_after.is_some_and(|n| sent >= n) {
                 text_sent = true;
-                if sink
-                    .send(Message::text("stand-in: unexpected text frame"))
-                    .await
-                    .is_err()
-                {
+                if sink.send(Message::text("stand-in: unexpected text frame")).await.is_err() {
                     return S2c::Closed;
                 }
             }
@@ -349,11 +338,7 @@ async fn shutdown(mut ws: Ws) {
 }
 
 fn bad(status: u16, code: &str, message: impl Into<String>) -> Rejection {
-    Rejection {
-        status,
-        code: code.into(),
-        message: message.into(),
-    }
+    Rejection { status, code: code.into(), message: message.into() }
 }
 
 fn error_response(r: &Rejection) -> ErrorResponse {
@@ -368,26 +353,14 @@ fn error_response(r: &Rejection) -> ErrorResponse {
 
 /// Check one upgrade request; also returns the call to record.
 fn authorize(shared: &Shared, req: &Request) -> (Result<Plan, Rejection>, Call) {
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
     let raw_query = req.uri().query().unwrap_or("").to_string();
-    let params: BTreeMap<String, String> = sigv4::parse_query(&raw_query)
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let access_key_id = params
-        .get("X-Amz-Credential")
-        .and_then(|c| c.split('/').next())
-        .map(str::to_string);
-    let user_agent = req
-        .headers()
-        .get("user-agent")
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
+    let params: BTreeMap<String, String> =
+        sigv4::parse_query(&raw_query).unwrap_or_default().into_iter().collect();
+    let access_key_id =
+        params.get("X-Amz-Credential").and_then(|c| c.split('/').next()).map(str::to_string);
+    let user_agent =
+        req.headers().get("user-agent").and_then(|h| h.to_str().ok()).map(str::to_string);
     let call = Call {
         action: "OpenTunnel".into(),
         params: params.clone(),
@@ -408,11 +381,7 @@ fn authorize(shared: &Shared, req: &Request) -> (Result<Plan, Rejection>, Call) 
             });
         }
         if req.uri().path() != "/openTunnel" {
-            return Err(bad(
-                404,
-                "NotFound",
-                format!("No such path {}", req.uri().path()),
-            ));
+            return Err(bad(404, "NotFound", format!("No such path {}", req.uri().path())));
         }
         sigv4::verify_presigned(
             &host,
@@ -424,29 +393,18 @@ fn authorize(shared: &Shared, req: &Request) -> (Result<Plan, Rejection>, Call) 
         )?;
         let param = |name: &str| {
             params.get(name).ok_or_else(|| {
-                bad(
-                    400,
-                    "InvalidParameter",
-                    format!("Missing required parameter {name}"),
-                )
+                bad(400, "InvalidParameter", format!("Missing required parameter {name}"))
             })
         };
         let eid = param("instanceConnectEndpointId")?;
         let endpoint = world.find_endpoint(eid).ok_or_else(|| {
-            bad(
-                404,
-                "ResourceNotFound",
-                format!("Instance Connect Endpoint {eid} not found"),
-            )
+            bad(404, "ResourceNotFound", format!("Instance Connect Endpoint {eid} not found"))
         })?;
         if !endpoint.usable() {
             return Err(bad(
                 400,
                 "InvalidParameter",
-                format!(
-                    "Instance Connect Endpoint {eid} is in state {}",
-                    endpoint.state
-                ),
+                format!("Instance Connect Endpoint {eid} is in state {}", endpoint.state),
             ));
         }
         let (dns, fips) = endpoint.names(&shared.own);
@@ -466,11 +424,7 @@ fn authorize(shared: &Shared, req: &Request) -> (Result<Plan, Rejection>, Call) 
             .ok_or_else(|| bad(400, "InvalidParameter", "remotePort must be 22 or 3389"))?;
         let ip_text = param("privateIpAddress")?;
         let ip: IpAddr = ip_text.parse().map_err(|_| {
-            bad(
-                400,
-                "InvalidParameter",
-                format!("Invalid privateIpAddress {ip_text}"),
-            )
+            bad(400, "InvalidParameter", format!("Invalid privateIpAddress {ip_text}"))
         })?;
         let same =
             |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<IpAddr>().ok()) == Some(ip);
@@ -493,21 +447,13 @@ fn authorize(shared: &Shared, req: &Request) -> (Result<Plan, Rejection>, Call) 
                     .filter(|d| (1..=3600).contains(d))
                     .map(Duration::from_secs)
                     .ok_or_else(|| {
-                        bad(
-                            400,
-                            "InvalidParameter",
-                            "maxTunnelDuration must be between 1 and 3600",
-                        )
-                    })?,
+                    bad(400, "InvalidParameter", "maxTunnelDuration must be between 1 and 3600")
+                })?,
             ),
         };
-        let target = (instance.state == "running")
-            .then(|| instance.targets.get(&port).copied())
-            .flatten();
-        Ok(Plan {
-            target,
-            max_duration,
-        })
+        let target =
+            (instance.state == "running").then(|| instance.targets.get(&port).copied()).flatten();
+        Ok(Plan { target, max_duration })
     })();
     (outcome, call)
 }

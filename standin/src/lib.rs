@@ -57,9 +57,7 @@ async fn answer_together(shared: &Shared, action: &str) {
     if !together.iter().any(|a| a == action) {
         return;
     }
-    shared
-        .arrived
-        .send_modify(|arrived| arrived.push(action.to_string()));
+    shared.arrived.send_modify(|arrived| arrived.push(action.to_string()));
     let mut arrived = shared.arrived.subscribe();
     let all = |arrived: &Vec<String>| together.iter().all(|a| arrived.contains(a));
     let _ = tokio::time::timeout(TOGETHER_WAIT, arrived.wait_for(all)).await;
@@ -84,12 +82,7 @@ pub(crate) struct Reply {
 
 impl Reply {
     pub fn new(status: u16, content_type: &'static str, body: String) -> Self {
-        Reply {
-            status,
-            content_type,
-            body,
-            error_code: None,
-        }
+        Reply { status, content_type, body, error_code: None }
     }
 }
 
@@ -97,9 +90,8 @@ impl Reply {
 pub(crate) fn request_id() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let t = SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let t =
+        SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let x = splitmix(t ^ n.rotate_left(32));
     format!(
         "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
@@ -241,9 +233,7 @@ impl StandIn {
     /// A rustls client config trusting only the stand-in's CA.
     pub fn rustls_client_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(rustls::pki_types::CertificateDer::from(self.ca_der.clone()))
-            .expect("own CA");
+        roots.add(rustls::pki_types::CertificateDer::from(self.ca_der.clone())).expect("own CA");
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         Arc::new(
             rustls::ClientConfig::builder_with_provider(provider)
@@ -276,10 +266,7 @@ impl StandIn {
             ("SSL_CERT_DIR".into(), path(&self.cert_dir)),
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
             ("AWS_CONFIG_FILE".into(), path(&self.config_path)),
-            (
-                "AWS_SHARED_CREDENTIALS_FILE".into(),
-                path(&self.credentials_path),
-            ),
+            ("AWS_SHARED_CREDENTIALS_FILE".into(), path(&self.credentials_path)),
         ]);
         env
     }
@@ -294,19 +281,10 @@ impl StandIn {
     }
     /// The calls of one action (`DescribeInstances`, `OpenTunnel`, ...).
     pub fn calls_of(&self, action: &str) -> Vec<Call> {
-        self.world()
-            .calls
-            .iter()
-            .filter(|c| c.action == action)
-            .cloned()
-            .collect()
+        self.world().calls.iter().filter(|c| c.action == action).cloned().collect()
     }
     pub fn count(&self, action: &str) -> usize {
-        self.world()
-            .calls
-            .iter()
-            .filter(|c| c.action == action)
-            .count()
+        self.world().calls.iter().filter(|c| c.action == action).count()
     }
     /// What clients sent on drained tunnels (see `Shared::drained`), once there are `n`
     /// entries or `limit` has passed.
@@ -408,32 +386,22 @@ async fn api(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header =
+        |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let target = header("x-amz-target");
     let host = header("host");
     let user_agent = header("user-agent");
     let token = header("x-amz-security-token");
     let access_key = header("authorization").and_then(|a| auth_access_key(&a));
     let query = req.uri().query().unwrap_or("").to_string();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let rid = request_id();
     // The action and its parameters: JSON fields for EC2 Instance Connect, the form (query and
     // body) for EC2.
     let (action, params) = match &target {
-        Some(target) => (
-            target.rsplit('.').next().unwrap_or("").to_string(),
-            connect::fields(&body),
-        ),
+        Some(target) => {
+            (target.rsplit('.').next().unwrap_or("").to_string(), connect::fields(&body))
+        }
         None => {
             let mut params = form_decode(&query);
             params.extend(form_decode(&String::from_utf8_lossy(&body)));
@@ -444,16 +412,10 @@ async fn api(
 
     let mut world = shared.lock();
     let known = access_key.as_deref().and_then(|ak| world.lookup(ak));
-    let authentic = known
-        .as_ref()
-        .is_some_and(|(_, t)| t.as_deref() == token.as_deref());
+    let authentic = known.as_ref().is_some_and(|(_, t)| t.as_deref() == token.as_deref());
     let reply = if let Some(target) = target {
         if target != connect::TARGET {
-            connect::error(
-                400,
-                "UnknownOperationException",
-                &format!("Unknown operation {target}"),
-            )
+            connect::error(400, "UnknownOperationException", &format!("Unknown operation {target}"))
         } else if access_key.is_none() {
             connect::error(
                 400,
@@ -495,16 +457,11 @@ async fn api(
         .status(reply.status)
         .header("content-type", reply.content_type)
         .header("x-amzn-RequestId", &rid);
-    if let Some(code) = reply
-        .error_code
-        .as_deref()
-        .filter(|_| reply.content_type.contains("json"))
+    if let Some(code) = reply.error_code.as_deref().filter(|_| reply.content_type.contains("json"))
     {
         resp = resp.header("x-amzn-ErrorType", code);
     }
-    Ok(resp
-        .body(Full::new(Bytes::from(reply.body)))
-        .expect("valid response"))
+    Ok(resp.body(Full::new(Bytes::from(reply.body))).expect("valid response"))
 }
 
 /// A plain TCP relay on 127.0.0.1:0 piping every connection to `target` (a benchmark baseline).
@@ -535,9 +492,7 @@ pub async fn tcp_relay(target: SocketAddr) -> anyhow::Result<(SocketAddr, JoinHa
 
 /// A TCP echo server on 127.0.0.1:0 (a tunnel target for tests). Abort the handle to stop it.
 pub async fn tcp_echo() -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the echo server")?;
+    let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the echo server")?;
     let addr = listener.local_addr()?;
     let handle = tokio::spawn(async move {
         let mut conns = JoinSet::new();

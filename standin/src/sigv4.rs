@@ -35,11 +35,7 @@ pub struct Rejection {
 }
 
 fn reject(status: u16, code: &str, message: impl Into<String>) -> Rejection {
-    Rejection {
-        status,
-        code: code.into(),
-        message: message.into(),
-    }
+    Rejection { status, code: code.into(), message: message.into() }
 }
 
 /// Percent-encode with the RFC 3986 unreserved set kept and upper-case `%XX`.
@@ -110,25 +106,15 @@ fn canonical_query(pairs: &[(String, String)]) -> String {
         .map(|(k, v)| (uri_encode(k), uri_encode(v)))
         .collect();
     enc.sort();
-    enc.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    enc.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
 fn canonical_request(path: &str, pairs: &[(String, String)], host: &str) -> String {
-    format!(
-        "GET\n{path}\n{}\nhost:{}\n\nhost\n{EMPTY_SHA256}",
-        canonical_query(pairs),
-        host.trim()
-    )
+    format!("GET\n{path}\n{}\nhost:{}\n\nhost\n{EMPTY_SHA256}", canonical_query(pairs), host.trim())
 }
 
 fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
-    format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        sha256_hex(canonical_request)
-    )
+    format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical_request))
 }
 
 /// Presign a GET for `host` + `path` with the given (unencoded) leading parameters.
@@ -146,15 +132,10 @@ pub fn presign_query(
 ) -> String {
     let amz_date = format_amz_date(now);
     let scope = format!("{}/{region}/{SERVICE}/aws4_request", &amz_date[..8]);
-    let mut pairs: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut pairs: Vec<(String, String)> =
+        params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     pairs.push(("X-Amz-Algorithm".into(), "AWS4-HMAC-SHA256".into()));
-    pairs.push((
-        "X-Amz-Credential".into(),
-        format!("{access_key_id}/{scope}"),
-    ));
+    pairs.push(("X-Amz-Credential".into(), format!("{access_key_id}/{scope}")));
     pairs.push(("X-Amz-Date".into(), amz_date.clone()));
     pairs.push(("X-Amz-Expires".into(), MAX_EXPIRES.to_string()));
     pairs.push(("X-Amz-SignedHeaders".into(), "host".into()));
@@ -187,19 +168,10 @@ pub fn verify_presigned(
 ) -> Result<Verified, Rejection> {
     let pairs = parse_query(raw_query)
         .ok_or_else(|| reject(400, "InvalidParameter", "Malformed query string"))?;
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let need = |name: &str| {
         get(name).ok_or_else(|| {
-            reject(
-                403,
-                "IncompleteSignature",
-                format!("Missing required query parameter {name}"),
-            )
+            reject(403, "IncompleteSignature", format!("Missing required query parameter {name}"))
         })
     };
     let algorithm = need("X-Amz-Algorithm")?;
@@ -229,11 +201,8 @@ pub fn verify_presigned(
             format!("X-Amz-Date '{amz_date}' is not in the form YYYYMMDDTHHMMSSZ"),
         )
     })?;
-    let expires_secs: u64 = expires
-        .parse()
-        .ok()
-        .filter(|e| (1..=MAX_EXPIRES).contains(e))
-        .ok_or_else(|| {
+    let expires_secs: u64 =
+        expires.parse().ok().filter(|e| (1..=MAX_EXPIRES).contains(e)).ok_or_else(|| {
             reject(
                 403,
                 "AuthorizationQueryParametersError",
@@ -379,9 +348,7 @@ pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
         let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, sec) = (num(9..11)?, num(11..13)?, num(13..15)?);
@@ -399,12 +366,7 @@ mod tests {
 
     #[test]
     fn dates_round_trip() {
-        for s in [
-            "20240101T000000Z",
-            "20240229T235959Z",
-            "20251231T120000Z",
-            "19700101T000000Z",
-        ] {
+        for s in ["20240101T000000Z", "20240229T235959Z", "20251231T120000Z", "19700101T000000Z"] {
             assert_eq!(format_amz_date(parse_amz_date(s).unwrap()), s);
         }
         assert!(parse_amz_date("2024-01-01T00:00:00Z").is_none());

@@ -47,10 +47,7 @@ pub fn current_user() -> String {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 impl Sshd {
@@ -130,15 +127,8 @@ impl Sshd {
             let _ = tx.send(false);
         });
         let ready = rx.recv_timeout(READY_TIMEOUT);
-        let mut sshd = Sshd {
-            child,
-            addr,
-            keys_dir,
-            host_public_key,
-            user: current_user(),
-            log,
-            dir,
-        };
+        let mut sshd =
+            Sshd { child, addr, keys_dir, host_public_key, user: current_user(), log, dir };
         match ready {
             Ok(true) => Ok(sshd),
             Ok(false) => {
@@ -147,10 +137,7 @@ impl Sshd {
             }
             Err(_) => {
                 let _ = sshd.child.kill();
-                bail!(
-                    "sshd did not listen within {READY_TIMEOUT:?}:\n{}",
-                    sshd.log_text()
-                )
+                bail!("sshd did not listen within {READY_TIMEOUT:?}:\n{}", sshd.log_text())
             }
         }
     }
@@ -246,12 +233,7 @@ fn keygen(path: &Path, comment: &str) -> anyhow::Result<String> {
         .output()
         .context("running ssh-keygen")?;
     if !out.status.success() {
-        bail!(
-            "ssh-keygen failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("ssh-keygen failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(std::fs::read_to_string(path.with_extension("pub"))?
-        .trim()
-        .to_string())
+    Ok(std::fs::read_to_string(path.with_extension("pub"))?.trim().to_string())
 }

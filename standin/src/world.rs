@@ -103,10 +103,7 @@ impl Instance {
     }
     /// The `Name` tag, if any.
     pub fn name(&self) -> Option<&str> {
-        self.tags
-            .iter()
-            .find(|(k, _)| k == "Name")
-            .map(|(_, v)| v.as_str())
+        self.tags.iter().find(|(k, _)| k == "Name").map(|(_, v)| v.as_str())
     }
 }
 
@@ -366,9 +363,7 @@ impl Endpoint {
     pub(crate) fn names(&self, own: &OwnNames) -> (String, String) {
         (
             self.dns_name.clone().unwrap_or_else(|| own.dns.clone()),
-            self.fips_dns_name
-                .clone()
-                .unwrap_or_else(|| own.fips.clone()),
+            self.fips_dns_name.clone().unwrap_or_else(|| own.fips.clone()),
         )
     }
 }

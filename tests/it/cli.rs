@@ -69,13 +69,7 @@ fn bad_parameters_exit_252_with_one_line() {
             "--instance-connect-endpoint-dns-name",
         ),
         (
-            &[
-                "ssh",
-                "--instance-id",
-                "i-1",
-                "--eice-options",
-                "endpointId=eice-1,colour=blue",
-            ],
+            &["ssh", "--instance-id", "i-1", "--eice-options", "endpointId=eice-1,colour=blue"],
             "unknown key `colour`",
         ),
         (
@@ -89,13 +83,7 @@ fn bad_parameters_exit_252_with_one_line() {
             "--eice-options",
         ),
         (
-            &[
-                "ssh",
-                "--instance-id",
-                "i-1",
-                "--eice-options",
-                "dnsName=a.example.com",
-            ],
+            &["ssh", "--instance-id", "i-1", "--eice-options", "dnsName=a.example.com"],
             "dnsName needs endpointId",
         ),
         (
@@ -145,71 +133,23 @@ fn bad_parameters_exit_252_with_one_line() {
             "maxTunnelDuration",
         ),
         (
-            &[
-                "open-tunnel",
-                "--instance-id",
-                "i-1",
-                "--max-tunnel-duration",
-                "0",
-            ],
+            &["open-tunnel", "--instance-id", "i-1", "--max-tunnel-duration", "0"],
             "--max-tunnel-duration",
         ),
         (
-            &[
-                "open-tunnel",
-                "--instance-id",
-                "i-1",
-                "--max-tunnel-duration",
-                "3601",
-            ],
+            &["open-tunnel", "--instance-id", "i-1", "--max-tunnel-duration", "3601"],
             "--max-tunnel-duration",
         ),
         (
-            &[
-                "open-tunnel",
-                "--instance-id",
-                "i-1",
-                "--max-tunnel-duration",
-                "1.5",
-            ],
+            &["open-tunnel", "--instance-id", "i-1", "--max-tunnel-duration", "1.5"],
             "--max-tunnel-duration",
         ),
-        (
-            &["ssh", "--instance-id", "i-1", "--ssh-port", "0"],
-            "--ssh-port",
-        ),
-        (
-            &["ssh", "--instance-id", "i-1", "--ssh-port", "65536"],
-            "--ssh-port",
-        ),
-        (
-            &["ssh", "--instance-id", "i-1", "--ssh-port", "twenty-two"],
-            "--ssh-port",
-        ),
-        (
-            &[
-                "open-tunnel",
-                "--instance-id",
-                "i-1",
-                "--remote-port",
-                "70000",
-            ],
-            "--remote-port",
-        ),
-        (
-            &[
-                "open-tunnel",
-                "--instance-id",
-                "i-1",
-                "--local-port",
-                "70000",
-            ],
-            "--local-port",
-        ),
-        (
-            &["open-tunnel", "--remote-port", "22"],
-            "specify --instance-id",
-        ),
+        (&["ssh", "--instance-id", "i-1", "--ssh-port", "0"], "--ssh-port"),
+        (&["ssh", "--instance-id", "i-1", "--ssh-port", "65536"], "--ssh-port"),
+        (&["ssh", "--instance-id", "i-1", "--ssh-port", "twenty-two"], "--ssh-port"),
+        (&["open-tunnel", "--instance-id", "i-1", "--remote-port", "70000"], "--remote-port"),
+        (&["open-tunnel", "--instance-id", "i-1", "--local-port", "70000"], "--local-port"),
+        (&["open-tunnel", "--remote-port", "22"], "specify --instance-id"),
         (
             &["open-tunnel", "--private-ip-address", "10.0.0.1"],
             "--private-ip-address needs --instance-connect-endpoint-id",
@@ -224,37 +164,21 @@ fn bad_parameters_exit_252_with_one_line() {
             ],
             "--instance-connect-endpoint-dns-name needs --instance-connect-endpoint-id",
         ),
-        (
-            &["ssh", "--instance-id", "i-1", "--connection-type", "tunnel"],
-            "--connection-type",
-        ),
+        (&["ssh", "--instance-id", "i-1", "--connection-type", "tunnel"], "--connection-type"),
     ];
     for (args, needle) in cases {
         let out = eic(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(252), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(needle),
-            "{args:?}: want {needle:?} in {stderr:?}"
-        );
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{args:?}: not one line: {stderr:?}"
-        );
+        assert!(stderr.contains(needle), "{args:?}: want {needle:?} in {stderr:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: not one line: {stderr:?}");
         assert!(out.stdout.is_empty(), "{args:?}: stdout {:?}", out.stdout);
     }
 }
 
 #[test]
 fn clap_usage_errors_exit_252() {
-    for args in [
-        &["ssh"][..],
-        &["ssh", "--bogus"],
-        &["frobnicate"],
-        &[],
-        &["man", "help"],
-    ] {
+    for args in [&["ssh"][..], &["ssh", "--bogus"], &["frobnicate"], &[], &["man", "help"]] {
         let out = eic(args);
         assert_eq!(out.status.code(), Some(252), "{args:?}");
     }
@@ -317,26 +241,15 @@ fn man_pages() {
 #[test]
 fn open_tunnel_from_a_terminal_needs_a_local_port() {
     // `script` gives eic a pseudo-terminal as stdin, as an interactive shell would.
-    let command = format!(
-        "{} open-tunnel --instance-id i-1",
-        env!("CARGO_BIN_EXE_eic")
-    );
+    let command = format!("{} open-tunnel --instance-id i-1", env!("CARGO_BIN_EXE_eic"));
     let out = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdin(Stdio::null())
         .output()
         .expect("script (util-linux) runs");
-    assert_eq!(
-        out.status.code(),
-        Some(252),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(out.status.code(), Some(252), "{}", String::from_utf8_lossy(&out.stdout));
     // script merges the terminal's output into its stdout.
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        said.contains("--local-port is required when stdin is a terminal"),
-        "{said}"
-    );
+    assert!(said.contains("--local-port is required when stdin is a terminal"), "{said}");
 }

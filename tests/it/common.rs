@@ -30,10 +30,7 @@ impl Lab {
     }
 
     pub fn with(standin: StandIn, sshd: Sshd) -> Lab {
-        let home = tempfile::Builder::new()
-            .prefix("eic-home")
-            .tempdir()
-            .unwrap();
+        let home = tempfile::Builder::new().prefix("eic-home").tempdir().unwrap();
         std::fs::create_dir(home.path().join(".ssh")).unwrap();
         std::fs::write(
             home.path().join(".ssh/known_hosts"),
@@ -41,11 +38,7 @@ impl Lab {
             format!("* {}\n", sshd.host_public_key()),
         )
         .unwrap();
-        Lab {
-            standin,
-            sshd,
-            home,
-        }
+        Lab { standin, sshd, home }
     }
 
     pub fn known_hosts(&self) -> PathBuf {
@@ -103,13 +96,9 @@ impl Lab {
     pub fn ssh_via_proxy(&self, proxy_args: &str, key: &Path, remote: &[&str]) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.args(self.ssh_options());
-        cmd.arg("-o").arg(format!(
-            "ProxyCommand={} open-tunnel {proxy_args}",
-            eic_bin().display()
-        ));
+        cmd.arg("-o").arg(format!("ProxyCommand={} open-tunnel {proxy_args}", eic_bin().display()));
         // The sshd's host key is in known_hosts under its 127.0.0.1 address.
-        cmd.arg("-o")
-            .arg(format!("HostKeyAlias=[127.0.0.1]:{}", self.sshd.port()));
+        cmd.arg("-o").arg(format!("HostKeyAlias=[127.0.0.1]:{}", self.sshd.port()));
         cmd.arg("-i").arg(key);
         cmd.arg("-o").arg("IdentitiesOnly=yes");
         cmd.arg(format!("{}@{INSTANCE}", self.sshd.user()));
@@ -126,18 +115,12 @@ pub fn eic_bin() -> PathBuf {
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Runs `cmd` to completion within `limit`, with stdin closed; panics on a hang.
 pub async fn run(cmd: &mut Command, limit: Duration) -> std::process::Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     tokio::time::timeout(limit, cmd.output())
         .await
         .unwrap_or_else(|_| panic!("{cmd:?} did not finish within {limit:?}"))
@@ -167,26 +150,19 @@ impl Lab {
     /// Like [`Lab::start`], with the typical world (plus the sshd on port 22) changed by `edit`
     /// before the stand-in starts.
     pub async fn start_with(edit: impl FnOnce(eic_standin::World) -> eic_standin::World) -> Lab {
-        let sshd = tokio::task::spawn_blocking(Sshd::start)
-            .await
-            .unwrap()
-            .expect(
+        let sshd = tokio::task::spawn_blocking(Sshd::start).await.unwrap().expect(
             "sshd starts (end-to-end tests need /usr/sbin/sshd: apt-get install -y openssh-server)",
         );
         let world = eic_standin::World::typical(sshd.addr())
             .authorized_keys_dir(sshd.authorized_keys_dir());
-        let standin = StandIn::start(edit(world))
-            .await
-            .expect("the stand-in starts");
+        let standin = StandIn::start(edit(world)).await.expect("the stand-in starts");
         Lab::with(standin, sshd)
     }
 
     /// The typical world with port 3389 of its instance relayed to a fresh TCP echo server, and
     /// `faults` set. The echo server lives as long as the test's runtime.
     pub async fn start_echo(faults: eic_standin::Faults) -> Lab {
-        let (echo, _task) = eic_standin::tcp_echo()
-            .await
-            .expect("the echo server starts");
+        let (echo, _task) = eic_standin::tcp_echo().await.expect("the echo server starts");
         Lab::start_with(|mut world| {
             let instance = world.instance_mut(INSTANCE).expect("the typical instance");
             instance.targets.insert(3389, echo);
@@ -198,10 +174,7 @@ impl Lab {
     /// `eic open-tunnel ARGS` in stdio mode, with stdin, stdout and stderr piped (not started).
     pub fn stdio_tunnel(&self, args: &[&str]) -> Command {
         let mut cmd = self.eic(&["open-tunnel"]);
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd
     }
 }
@@ -225,10 +198,7 @@ impl StderrLines {
                 }
             }
         });
-        StderrLines {
-            rx,
-            seen: Vec::new(),
-        }
+        StderrLines { rx, seen: Vec::new() }
     }
 
     /// Reads on to the next line for which `want` holds and returns it (lines read on the way
@@ -238,10 +208,7 @@ impl StderrLines {
         loop {
             let line = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                 Ok(Some(line)) => line,
-                Ok(None) => panic!(
-                    "stderr ended before {what}; stderr so far:\n{}",
-                    self.text()
-                ),
+                Ok(None) => panic!("stderr ended before {what}; stderr so far:\n{}", self.text()),
                 Err(_) => panic!(
                     "no {what} on stderr within {LINE_LIMIT:?}; stderr so far:\n{}",
                     self.text()
@@ -289,16 +256,11 @@ impl TunnelListener {
     /// Starts the listener and waits for its `eic: listening on ADDR, ...` line.
     pub async fn start(lab: &Lab, args: &[&str]) -> TunnelListener {
         let mut cmd = lab.eic(&["open-tunnel", "--local-port", "0"]);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("eic starts");
         let mut stderr = StderrLines::new(child.stderr.take().unwrap());
         let line = stderr
-            .wait_for("the `listening on` line", |l| {
-                l.starts_with("eic: listening on ")
-            })
+            .wait_for("the `listening on` line", |l| l.starts_with("eic: listening on "))
             .await;
         let addr = line["eic: listening on ".len()..]
             .split(',')
@@ -306,11 +268,7 @@ impl TunnelListener {
             .unwrap()
             .parse()
             .unwrap_or_else(|e| panic!("no address in `{line}`: {e}"));
-        TunnelListener {
-            child,
-            addr,
-            stderr,
-        }
+        TunnelListener { child, addr, stderr }
     }
 
     pub async fn connect(&self) -> tokio::net::TcpStream {
@@ -356,9 +314,7 @@ pub async fn echo_back(tcp: &mut tokio::net::TcpStream, data: &[u8]) -> Vec<u8> 
     };
     let receive = async {
         let mut back = vec![0u8; data.len()];
-        read.read_exact(&mut back)
-            .await
-            .expect("reading the echo back");
+        read.read_exact(&mut back).await.expect("reading the echo back");
         back
     };
     let ((), back) = tokio::join!(send, receive);
@@ -429,11 +385,7 @@ impl ConnectProxy {
                 });
             }
         });
-        ConnectProxy {
-            addr,
-            connects,
-            task,
-        }
+        ConnectProxy { addr, connects, task }
     }
 
     /// How many CONNECT requests arrived.

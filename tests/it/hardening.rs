@@ -41,12 +41,7 @@ async fn stdio_until_exit(lab: &Lab, extra: &[&str], send: &[u8]) -> Ended {
     let stdout = drain.await.unwrap_or_default();
     let mut err = String::new();
     let _ = stderr.read_to_string(&mut err).await;
-    Ended {
-        code: status.code(),
-        stdout,
-        stderr: err,
-        elapsed: started.elapsed(),
-    }
+    Ended { code: status.code(), stdout, stderr: err, elapsed: started.elapsed() }
 }
 
 fn faults(edit: impl FnOnce(&mut Faults)) -> Faults {
@@ -87,25 +82,12 @@ async fn close_codes_with_and_without_reasons() {
     ] {
         let lab = Lab::start_echo(faults(|f| f.close_after = Some((4, code, reason.into())))).await;
         let ended = stdio_until_exit(&lab, &[], b"ping").await;
-        assert_eq!(
-            ended.code,
-            Some(want_exit),
-            "{code} {reason:?}: {}",
-            ended.stderr
-        );
-        assert!(
-            ended.elapsed < Duration::from_secs(10),
-            "{code}: {:?}",
-            ended.elapsed
-        );
+        assert_eq!(ended.code, Some(want_exit), "{code} {reason:?}: {}", ended.stderr);
+        assert!(ended.elapsed < Duration::from_secs(10), "{code}: {:?}", ended.elapsed);
         // What came before the close frame is delivered, whatever the code.
         assert_eq!(ended.stdout, b"ping", "{code} {reason:?}");
         if want_exit != 0 {
-            assert!(
-                ended.stderr.contains(&format!("code {code}")),
-                "{code}: {}",
-                ended.stderr
-            );
+            assert!(ended.stderr.contains(&format!("code {code}")), "{code}: {}", ended.stderr);
             assert!(ended.stderr.contains(reason), "{code}: {}", ended.stderr);
         } else {
             assert!(ended.stderr.is_empty(), "{code}: {}", ended.stderr);
@@ -203,11 +185,7 @@ async fn random_frame_sequences_never_panic_or_hang() {
             ended.code,
             ended.stderr
         );
-        assert!(
-            !ended.stderr.contains("panicked"),
-            "round {round}: {}",
-            ended.stderr
-        );
+        assert!(!ended.stderr.contains("panicked"), "round {round}: {}", ended.stderr);
     }
 }
 
@@ -222,35 +200,19 @@ async fn a_reset_before_the_upgrade_gives_255() {
 #[tokio::test]
 async fn the_stand_in_killed_mid_transfer_gives_255_at_once() {
     let lab = Lab::start_echo(Faults::default()).await;
-    let mut child = lab
-        .stdio_tunnel(&["--instance-id", INSTANCE, "--remote-port", "3389"])
-        .spawn()
-        .unwrap();
+    let mut child =
+        lab.stdio_tunnel(&["--instance-id", INSTANCE, "--remote-port", "3389"]).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     stdin.write_all(b"first").await.unwrap();
     let mut buf = [0u8; 5];
-    tokio::time::timeout(LIMIT, stdout.read_exact(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    let Lab {
-        standin,
-        sshd,
-        home,
-    } = lab;
+    tokio::time::timeout(LIMIT, stdout.read_exact(&mut buf)).await.unwrap().unwrap();
+    let Lab { standin, sshd, home } = lab;
     drop(standin); // every server task and connection of the stand-in ends here
     let killed = Instant::now();
-    let status = tokio::time::timeout(LIMIT, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(255));
-    assert!(
-        killed.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        killed.elapsed()
-    );
+    assert!(killed.elapsed() < Duration::from_secs(5), "{:?}", killed.elapsed());
     drop((sshd, home, stdin));
 }
 
@@ -259,22 +221,10 @@ async fn api_500s_are_retried_then_254() {
     let lab = Lab::start().await;
     lab.standin.world().faults.internal_error = u32::MAX;
     let started = Instant::now();
-    let out = run(
-        &mut lab.eic(&["open-tunnel", "--instance-id", INSTANCE]),
-        LIMIT,
-    )
-    .await;
+    let out = run(&mut lab.eic(&["open-tunnel", "--instance-id", INSTANCE]), LIMIT).await;
     assert_eq!(out.status.code(), Some(254), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("InternalError"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert_eq!(
-        lab.standin.count("DescribeInstances"),
-        3,
-        "the SDK's standard retry: 3 attempts"
-    );
+    assert!(text(&out.stderr).contains("InternalError"), "{}", text(&out.stderr));
+    assert_eq!(lab.standin.count("DescribeInstances"), 3, "the SDK's standard retry: 3 attempts");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
@@ -287,18 +237,10 @@ async fn credentials_that_expire_between_lookup_and_tunnel() {
     lab.standin.world().credentials = vec![Credential::new("AKIDOTHER", "other")];
     let mut tcp = listener.connect().await;
     let mut buf = [0u8; 1];
-    let read = tokio::time::timeout(LIMIT, tcp.read(&mut buf))
-        .await
-        .unwrap();
+    let read = tokio::time::timeout(LIMIT, tcp.read(&mut buf)).await.unwrap();
     assert!(matches!(read, Ok(0) | Err(_)), "the connection is closed");
-    let line = listener
-        .stderr
-        .wait_for("the refusal", |l| l.contains("HTTP 403"))
-        .await;
-    assert!(
-        line.contains("request id") && line.contains("credentials"),
-        "{line}"
-    );
+    let line = listener.stderr.wait_for("the refusal", |l| l.contains("HTTP 403")).await;
+    assert!(line.contains("request id") && line.contains("credentials"), "{line}");
     // The listener stays up for the next connection.
     assert!(listener.child.try_wait().unwrap().is_none());
     listener.interrupt();
@@ -311,22 +253,13 @@ async fn a_local_port_in_use_is_named() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let out = run(
-        &mut lab.eic(&[
-            "open-tunnel",
-            "--instance-id",
-            INSTANCE,
-            "--local-port",
-            &port,
-        ]),
+        &mut lab.eic(&["open-tunnel", "--instance-id", INSTANCE, "--local-port", &port]),
         LIMIT,
     )
     .await;
     assert_eq!(out.status.code(), Some(255));
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains(&port) && stderr.contains("--local-port"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&port) && stderr.contains("--local-port"), "{stderr}");
 }
 
 // ---- Secrets ----
@@ -346,17 +279,11 @@ fn assert_clean(what: &str, text: &str) {
     }
     for (i, _) in text.match_indices("X-Amz-Signature=") {
         let value = &text[i + "X-Amz-Signature=".len()..];
-        assert!(
-            value.starts_with("REDACTED"),
-            "{what} shows a signature:\n{text}"
-        );
+        assert!(value.starts_with("REDACTED"), "{what} shows a signature:\n{text}");
     }
     for (i, _) in text.match_indices("X-Amz-Credential=") {
         let value = &text[i + "X-Amz-Credential=".len()..];
-        assert!(
-            !value.starts_with(ACCESS_KEY),
-            "{what} shows the access key in a URL:\n{text}"
-        );
+        assert!(!value.starts_with(ACCESS_KEY), "{what} shows the access key in a URL:\n{text}");
     }
 }
 
@@ -379,20 +306,12 @@ async fn no_secret_on_any_output_or_argv_with_debug() {
 
     // open-tunnel as a ProxyCommand (stdio), with --debug.
     let out = run(
-        &mut lab.ssh_via_proxy(
-            &format!("--debug --instance-id {INSTANCE}"),
-            &key,
-            &["echo ok"],
-        ),
+        &mut lab.ssh_via_proxy(&format!("--debug --instance-id {INSTANCE}"), &key, &["echo ok"]),
         LIMIT,
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("opening tunnel"),
-        "--debug logs: {}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("opening tunnel"), "--debug logs: {}", text(&out.stderr));
     assert_clean("open-tunnel stderr", &text(&out.stderr));
     // Not a terminal: plain text, no colour codes.
     assert!(!text(&out.stderr).contains('\x1b'), "{}", text(&out.stderr));
@@ -401,10 +320,7 @@ async fn no_secret_on_any_output_or_argv_with_debug() {
     let mut listener = TunnelListener::start(&lab, &["--debug", "--instance-id", INSTANCE]).await;
     let mut tcp = listener.connect().await;
     let mut banner = [0u8; 8];
-    tokio::time::timeout(LIMIT, tcp.read_exact(&mut banner))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(LIMIT, tcp.read_exact(&mut banner)).await.unwrap().unwrap();
     assert_eq!(&banner, b"SSH-2.0-");
     assert_clean("argv while the listener runs", &all_argv());
     listener.interrupt();
@@ -414,33 +330,18 @@ async fn no_secret_on_any_output_or_argv_with_debug() {
     // eic ssh with --debug: the remote command sees every argv, the ProxyCommand child's too.
     let dump = r#"for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' < "$f"; echo; done"#;
     let user = lab.sshd.user().to_string();
-    let mut args = vec![
-        "--debug",
-        "ssh",
-        "--instance-id",
-        INSTANCE,
-        "--os-user",
-        &user,
-        "--",
-    ];
+    let mut args = vec!["--debug", "ssh", "--instance-id", INSTANCE, "--os-user", &user, "--"];
     let options = lab.ssh_options();
     args.extend(options.iter().map(String::as_str));
     args.push(dump);
     let out = run(&mut lab.eic(&args), LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("open-tunnel"),
-        "the child's argv was seen"
-    );
+    assert!(text(&out.stdout).contains("open-tunnel"), "the child's argv was seen");
     assert_clean("ssh: every argv", &text(&out.stdout));
     assert_clean("ssh: stderr", &text(&out.stderr));
 
     // eic ssh --dry-run prints a command line: no secret in it either.
-    let out = run(
-        &mut lab.eic(&["ssh", "--instance-id", INSTANCE, "--dry-run"]),
-        LIMIT,
-    )
-    .await;
+    let out = run(&mut lab.eic(&["ssh", "--instance-id", INSTANCE, "--dry-run"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(0));
     assert_clean("dry-run stdout", &text(&out.stdout));
 }
@@ -449,16 +350,13 @@ async fn no_secret_on_any_output_or_argv_with_debug() {
 
 /// The pid of `parent`'s child whose command name is `name`.
 fn child_named(parent: u32, name: &str) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let (comm, rest) = stat.split_once(") ")?;
-            let comm = comm.split_once(" (")?.1;
-            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-            (comm == name && ppid == parent).then(|| entry.file_name().to_str()?.parse().ok())?
-        })
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let (comm, rest) = stat.split_once(") ")?;
+        let comm = comm.split_once(" (")?.1;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (comm == name && ppid == parent).then(|| entry.file_name().to_str()?.parse().ok())?
+    })
 }
 
 #[tokio::test]
@@ -471,47 +369,25 @@ async fn sigkill_of_ssh_still_removes_the_key() {
     args.extend(options.iter().map(String::as_str));
     args.push("echo started; exec sleep 60");
     let mut cmd = lab.eic(&args);
-    cmd.env("XDG_RUNTIME_DIR", runtime.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.env("XDG_RUNTIME_DIR", runtime.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut started = [0u8; 8];
-    tokio::time::timeout(LIMIT, stdout.read_exact(&mut started))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(LIMIT, stdout.read_exact(&mut started)).await.unwrap().unwrap();
     assert_eq!(&started, b"started\n");
 
-    let key_dir = std::fs::read_dir(runtime.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let key_dir = std::fs::read_dir(runtime.path()).unwrap().next().unwrap().unwrap().path();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        key_dir.metadata().unwrap().permissions().mode() & 0o777,
-        0o700
-    );
+    assert_eq!(key_dir.metadata().unwrap().permissions().mode() & 0o777, 0o700);
     let key = key_dir.join("id_ed25519");
     assert_eq!(key.metadata().unwrap().permissions().mode() & 0o777, 0o600);
 
     let ssh = child_named(child.id().unwrap(), "ssh").expect("eic's ssh child");
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &ssh.to_string()])
-        .status()
-        .unwrap();
+    let killed =
+        std::process::Command::new("kill").args(["-KILL", &ssh.to_string()]).status().unwrap();
     assert!(killed.success());
-    let status = tokio::time::timeout(LIMIT, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        status.code(),
-        Some(128 + 9),
-        "ssh's death by SIGKILL is passed on"
-    );
+    let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(128 + 9), "ssh's death by SIGKILL is passed on");
     assert!(!key_dir.exists(), "the key directory is gone");
 }
 
@@ -571,45 +447,26 @@ async fn a_thousand_sequential_connections_leak_nothing() {
     let lines = listener.stderr.count("closed after");
     let deadline = Instant::now() + LIMIT;
     while listener.stderr.count("closed after") < 1050 && Instant::now() < deadline {
-        listener
-            .stderr
-            .wait_for("a closed line", |l| l.contains("closed after"))
-            .await;
+        listener.stderr.wait_for("a closed line", |l| l.contains("closed after")).await;
     }
     let (fds_after, rss_after) = (settle(pid).await, rss_kib(pid));
     eprintln!(
         "1000 connections in {elapsed:?}; fds {fds_before} -> {fds_after}; RSS {rss_before} -> {rss_after} KiB; {lines} closed lines"
     );
-    assert!(
-        fds_after <= fds_before + 2,
-        "fds {fds_before} -> {fds_after}"
-    );
-    assert!(
-        rss_after < rss_before + 8 * 1024,
-        "RSS {rss_before} -> {rss_after} KiB"
-    );
+    assert!(fds_after <= fds_before + 2, "fds {fds_before} -> {fds_after}");
+    assert!(rss_after < rss_before + 8 * 1024, "RSS {rss_before} -> {rss_after} KiB");
     listener.interrupt();
     listener.exit(LIMIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_tunnels_of_64_mib_in_parallel() {
-    let size: usize = std::env::var("EIC_LOAD_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
-        << 20;
+    let size: usize =
+        std::env::var("EIC_LOAD_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(64) << 20;
     let lab = Lab::start_echo(Faults::default()).await;
     let mut listener = TunnelListener::start(
         &lab,
-        &[
-            "--instance-id",
-            INSTANCE,
-            "--remote-port",
-            "3389",
-            "--max-websocket-connections",
-            "20",
-        ],
+        &["--instance-id", INSTANCE, "--remote-port", "3389", "--max-websocket-connections", "20"],
     )
     .await;
     let mut tasks = tokio::task::JoinSet::new();
@@ -653,21 +510,16 @@ async fn the_trust_store_is_aws_ca_bundle_then_ssl_cert_file() {
     // stand-in's CA makes the TLS handshake fail, and eic says so.
     let other = eic_standin::StandIn::start(World::new()).await.unwrap();
     let mut cmd = lab.ssh_via_proxy(&args, &key, &["echo trusted"]);
-    cmd.env("AWS_CA_BUNDLE", other.ca_pem_path())
-        .env("SSL_CERT_FILE", &ca);
+    cmd.env("AWS_CA_BUNDLE", other.ca_pem_path()).env("SSL_CERT_FILE", &ca);
     let out = run(&mut cmd, LIMIT).await;
     assert_eq!(out.status.code(), Some(255));
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("certificate") || stderr.contains("Certificate"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("certificate") || stderr.contains("Certificate"), "{stderr}");
 
     // --ca-bundle (the AWS CLI's global option) wins over both.
     let args = format!("--ca-bundle {ca} --instance-id {INSTANCE}");
     let mut cmd = lab.ssh_via_proxy(&args, &key, &["echo trusted"]);
-    cmd.env("AWS_CA_BUNDLE", other.ca_pem_path())
-        .env("SSL_CERT_FILE", other.ca_pem_path());
+    cmd.env("AWS_CA_BUNDLE", other.ca_pem_path()).env("SSL_CERT_FILE", other.ca_pem_path());
     let out = run(&mut cmd, LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }

@@ -47,10 +47,7 @@ async fn ssh_runs_a_remote_command_through_the_proxy_command() {
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("hello from {}", lab.sshd.user())
-    );
+    assert_eq!(text(&out.stdout).trim(), format!("hello from {}", lab.sshd.user()));
     assert_eq!(lab.standin.count("DescribeInstances"), 1);
     assert_eq!(lab.standin.count("DescribeInstanceConnectEndpoints"), 1);
     assert_eq!(lab.standin.count("OpenTunnel"), 1);
@@ -109,25 +106,16 @@ async fn stdio_mode_carries_64_mib_each_way() {
     let mut upload = lab.ssh_via_proxy(&proxy, &key, &["sha256sum"]);
     upload.stdin(std::fs::File::open(&file).unwrap());
     let started = Instant::now();
-    let out = timeout(BULK_LIMIT, upload.output())
-        .await
-        .expect("the upload finishes in time")
-        .unwrap();
+    let out =
+        timeout(BULK_LIMIT, upload.output()).await.expect("the upload finishes in time").unwrap();
     eprintln!("64 MiB up: {:.1?}", started.elapsed());
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    assert_eq!(
-        text(&out.stdout).split_whitespace().next(),
-        Some(hash.as_str())
-    );
+    assert_eq!(text(&out.stdout).split_whitespace().next(), Some(hash.as_str()));
 
     // Download: the remote cat writes it to ssh's stdout.
     let path = file.display().to_string();
     let started = Instant::now();
-    let out = run(
-        &mut lab.ssh_via_proxy(&proxy, &key, &["cat", &path]),
-        BULK_LIMIT,
-    )
-    .await;
+    let out = run(&mut lab.ssh_via_proxy(&proxy, &key, &["cat", &path]), BULK_LIMIT).await;
     eprintln!("64 MiB down: {:.1?}", started.elapsed());
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert_eq!(out.stdout.len(), BIG);
@@ -149,19 +137,14 @@ async fn listener_echoes_64_mib_both_ways_at_once() {
     let mut listener = TunnelListener::start(&lab, &listener_args(&[])).await;
     let mut tcp = listener.connect().await;
     let started = Instant::now();
-    let back = timeout(BULK_LIMIT, echo_back(&mut tcp, data))
-        .await
-        .expect("64 MiB echoed in time");
+    let back = timeout(BULK_LIMIT, echo_back(&mut tcp, data)).await.expect("64 MiB echoed in time");
     eprintln!("64 MiB each way at once: {:.1?}", started.elapsed());
     assert_eq!(&sha256(&back), hash);
     let opened = lab.standin.calls_of("OpenTunnel");
     assert_eq!(opened.len(), 1);
     assert_eq!(opened[0].params["remotePort"], "3389");
     drop(tcp);
-    listener
-        .stderr
-        .wait_for("the connection's `closed` line", |l| l.contains("closed"))
-        .await;
+    listener.stderr.wait_for("the connection's `closed` line", |l| l.contains("closed")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,28 +164,19 @@ async fn listener_serves_20_connections_at_once_with_a_line_for_each() {
             tcp // keep it open until all are done, so that all 20 were open at once
         });
     }
-    let tcps = timeout(BULK_LIMIT, clients.join_all())
-        .await
-        .expect("20 echoes in time");
+    let tcps = timeout(BULK_LIMIT, clients.join_all()).await.expect("20 echoes in time");
     assert_eq!(lab.standin.count("OpenTunnel"), N);
     drop(tcps);
 
     // One line when each tunnel opens, one when it closes, each naming its connection.
     for _ in 0..N {
-        listener
-            .stderr
-            .wait_for("a `closed after` line", |l| l.contains(": closed after "))
-            .await;
+        listener.stderr.wait_for("a `closed after` line", |l| l.contains(": closed after ")).await;
     }
     let opened = listener.stderr.count(": tunnel opened");
     assert_eq!(opened, N, "stderr:\n{}", listener.stderr.text());
     for id in 1..=N {
         let tag = format!("eic: [{id}] 127.0.0.1:");
-        assert_eq!(
-            listener.stderr.count(&tag),
-            2,
-            "[{id}] has an open and a close line"
-        );
+        assert_eq!(listener.stderr.count(&tag), 2, "[{id}] has an open and a close line");
     }
 }
 
@@ -222,14 +196,8 @@ async fn listener_refuses_connections_over_the_limit_and_keeps_the_others() {
     let read = timeout(Duration::from_secs(5), third.read(&mut buf))
         .await
         .expect("the third connection is closed at once");
-    assert!(
-        matches!(read, Ok(0) | Err(_)),
-        "the third connection got data: {read:?}"
-    );
-    let refused = listener
-        .stderr
-        .wait_for("the `refused` line", |l| l.contains("refused"))
-        .await;
+    assert!(matches!(read, Ok(0) | Err(_)), "the third connection got data: {read:?}");
+    let refused = listener.stderr.wait_for("the `refused` line", |l| l.contains("refused")).await;
     assert!(
         refused.contains("2 tunnels already open")
             && refused.contains("--max-websocket-connections"),
@@ -241,10 +209,7 @@ async fn listener_refuses_connections_over_the_limit_and_keeps_the_others() {
     assert_eq!(echo_back(&mut first, b"still one").await, b"still one");
     assert_eq!(echo_back(&mut second, b"still two").await, b"still two");
     drop(first);
-    listener
-        .stderr
-        .wait_for("the `closed after` line", |l| l.contains(": closed after "))
-        .await;
+    listener.stderr.wait_for("the `closed after` line", |l| l.contains(": closed after ")).await;
     let mut fourth = listener.connect().await;
     assert_eq!(echo_back(&mut fourth, b"four").await, b"four");
 }
@@ -263,12 +228,7 @@ async fn sigint_closes_the_listener_and_its_tunnels_with_130() {
     listener.interrupt();
     let status = listener.exit(Duration::from_secs(10)).await;
     let elapsed = started.elapsed();
-    assert_eq!(
-        status.code(),
-        Some(130),
-        "stderr:\n{}",
-        listener.stderr.rest().await
-    );
+    assert_eq!(status.code(), Some(130), "stderr:\n{}", listener.stderr.rest().await);
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?} to exit");
     // Each local connection was closed.
     for mut tcp in tcps {
@@ -300,10 +260,7 @@ async fn listener_binds_ipv6_and_reports_the_real_port() {
     assert_ne!(listener.addr.port(), 0);
     let line = &listener.stderr.seen[0];
     assert!(
-        line.starts_with(&format!(
-            "eic: listening on [::1]:{},",
-            listener.addr.port()
-        )),
+        line.starts_with(&format!("eic: listening on [::1]:{},", listener.addr.port())),
         "{line}"
     );
     let mut tcp = listener.connect().await;
@@ -317,15 +274,9 @@ async fn the_tunnel_goes_through_https_proxy_with_basic_auth() {
     let lab = Lab::start().await;
     let key = lab.authorized_key();
     let proxy = ConnectProxy::start().await;
-    let mut ssh = lab.ssh_via_proxy(
-        &format!("--instance-id {INSTANCE}"),
-        &key,
-        &["echo", "via the proxy"],
-    );
-    ssh.env(
-        "HTTPS_PROXY",
-        format!("http://user:pa%40ss@127.0.0.1:{}", proxy.addr.port()),
-    );
+    let mut ssh =
+        lab.ssh_via_proxy(&format!("--instance-id {INSTANCE}"), &key, &["echo", "via the proxy"]);
+    ssh.env("HTTPS_PROXY", format!("http://user:pa%40ss@127.0.0.1:{}", proxy.addr.port()));
     let out = run(&mut ssh, LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "via the proxy");
@@ -364,10 +315,7 @@ async fn no_proxy_bypasses_the_proxy() {
     let key = lab.authorized_key();
     let proxy = ConnectProxy::start().await;
     let mut ssh = lab.ssh_via_proxy(&format!("--instance-id {INSTANCE}"), &key, &["true"]);
-    ssh.env(
-        "HTTPS_PROXY",
-        format!("http://user:pa%40ss@127.0.0.1:{}", proxy.addr.port()),
-    );
+    ssh.env("HTTPS_PROXY", format!("http://user:pa%40ss@127.0.0.1:{}", proxy.addr.port()));
     ssh.env("NO_PROXY", "localhost");
     let out = run(&mut ssh, LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
@@ -380,10 +328,8 @@ async fn no_proxy_bypasses_the_proxy() {
 #[tokio::test]
 async fn a_closed_stdout_ends_eic_quietly() {
     let lab = Lab::start_echo(Faults::default()).await;
-    let mut child = lab
-        .stdio_tunnel(&["--instance-id", INSTANCE, "--remote-port", "3389"])
-        .spawn()
-        .unwrap();
+    let mut child =
+        lab.stdio_tunnel(&["--instance-id", INSTANCE, "--remote-port", "3389"]).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
@@ -393,10 +339,7 @@ async fn a_closed_stdout_ends_eic_quietly() {
         while stdin.write_all(&chunk).await.is_ok() {}
     });
     let mut head = [0u8; 10];
-    timeout(LIMIT, stdout.read_exact(&mut head))
-        .await
-        .expect("the echo arrives")
-        .unwrap();
+    timeout(LIMIT, stdout.read_exact(&mut head)).await.expect("the echo arrives").unwrap();
     assert_eq!(&head, b"yyyyyyyyyy");
     drop(stdout);
     let started = Instant::now();
@@ -458,8 +401,7 @@ async fn sockets_as_stdin_and_stdout() {
     let (stdin_child, stdin_ours) = UnixStream::pair().unwrap();
     let (stdout_child, stdout_ours) = UnixStream::pair().unwrap();
     let mut cmd = lab.stdio_tunnel(&["--instance-id", INSTANCE, "--remote-port", "3389"]);
-    cmd.stdin(OwnedFd::from(stdin_child))
-        .stdout(OwnedFd::from(stdout_child));
+    cmd.stdin(OwnedFd::from(stdin_child)).stdout(OwnedFd::from(stdout_child));
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
 

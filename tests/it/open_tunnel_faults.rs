@@ -33,11 +33,7 @@ impl Run {
     #[track_caller]
     fn assert_stderr_has(&self, needles: &[&str]) {
         for needle in needles {
-            assert!(
-                self.stderr.contains(needle),
-                "stderr lacks `{needle}`:\n{}",
-                self.stderr
-            );
+            assert!(self.stderr.contains(needle), "stderr lacks `{needle}`:\n{}", self.stderr);
         }
     }
 
@@ -65,19 +61,14 @@ async fn stdio_run(lab: &Lab, args: &[&str], send: &[u8], expect: usize) -> Run 
         // eic may be gone before it reads anything: a failed write is its answer.
         let _ = stdin.write_all(send).await;
         let mut out = vec![0u8; expect];
-        stdout
-            .read_exact(&mut out)
-            .await
-            .expect("the expected bytes on stdout");
+        stdout.read_exact(&mut out).await.expect("the expected bytes on stdout");
         let data_done = Instant::now();
         stdout.read_to_end(&mut out).await.unwrap();
         (child.wait().await.unwrap(), out, data_done)
     };
     let outcome = timeout(LIMIT, run).await;
     drop(stdin);
-    let Ok((status, stdout, data_done)) = outcome else {
-        hung(child, stderr, args).await
-    };
+    let Ok((status, stdout, data_done)) = outcome else { hung(child, stderr, args).await };
     Run {
         status,
         stdout,
@@ -121,10 +112,7 @@ async fn echo_run(faults: Faults, extra: &[&str], send: &[u8], expect: usize) ->
 }
 
 fn close_after(n: usize, code: u16, reason: &str) -> Faults {
-    Faults {
-        close_after: Some((n, code, reason.to_string())),
-        ..Faults::default()
-    }
+    Faults { close_after: Some((n, code, reason.to_string())), ..Faults::default() }
 }
 
 // ---- How the endpoint ends a tunnel ----
@@ -163,19 +151,12 @@ async fn close_1000_is_success_and_eic_exits_at_once() {
     assert_eq!(run.code(), Some(0), "{}", run.stderr);
     assert_eq!(run.stderr, "");
     // stdin is still open: eic must not wait for it.
-    assert!(
-        run.tail < Duration::from_millis(500),
-        "exit {:?} after the close",
-        run.tail
-    );
+    assert!(run.tail < Duration::from_millis(500), "exit {:?} after the close", run.tail);
 }
 
 #[tokio::test]
 async fn a_text_frame_is_a_protocol_error() {
-    let faults = Faults {
-        text_frame_after: Some(5),
-        ..Faults::default()
-    };
+    let faults = Faults { text_frame_after: Some(5), ..Faults::default() };
     let (_lab, run) = echo_run(faults, &[], b"hello", 5).await;
     assert_eq!(run.stdout, b"hello");
     assert_eq!(run.code(), Some(255), "{}", run.stderr);
@@ -185,45 +166,26 @@ async fn a_text_frame_is_a_protocol_error() {
 
 #[tokio::test]
 async fn a_reset_mid_stream_gives_255() {
-    let faults = Faults {
-        reset_after: Some(5),
-        ..Faults::default()
-    };
+    let faults = Faults { reset_after: Some(5), ..Faults::default() };
     // Bytes not yet read when the reset arrives may be lost, so none are expected.
     let (_lab, run) = echo_run(faults, &[], b"hello", 0).await;
     assert_eq!(run.code(), Some(255), "{}", run.stderr);
     run.assert_stderr_has(&["eic: error: the tunnel failed", "reset"]);
     assert_eq!(run.stderr.lines().count(), 1, "one line: {}", run.stderr);
-    assert_eq!(
-        run.stderr.matches("reset").count(),
-        1,
-        "said once: {}",
-        run.stderr
-    );
+    assert_eq!(run.stderr.matches("reset").count(), 1, "said once: {}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
 }
 
 #[tokio::test]
 async fn garbage_or_an_oversized_frame_after_the_upgrade_gives_255() {
-    let garbage = Faults {
-        random_garbage_after_upgrade: Some(7),
-        ..Faults::default()
-    };
-    let oversized = Faults {
-        oversized_frame: true,
-        ..Faults::default()
-    };
+    let garbage = Faults { random_garbage_after_upgrade: Some(7), ..Faults::default() };
+    let oversized = Faults { oversized_frame: true, ..Faults::default() };
     for (faults, what) in [(garbage, "invalid opcode"), (oversized, "Message too long")] {
         let (_lab, run) = echo_run(faults, &[], b"", 0).await;
         assert_eq!(run.code(), Some(255), "{}", run.stderr);
         run.assert_stderr_has(&["eic: error: the tunnel failed", what]);
-        assert_eq!(
-            run.stderr.matches(what).count(),
-            1,
-            "said once: {}",
-            run.stderr
-        );
+        assert_eq!(run.stderr.matches(what).count(), 1, "said once: {}", run.stderr);
         assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
     }
 }
@@ -272,10 +234,7 @@ async fn too_many_tunnels_gives_254() {
 
 #[tokio::test]
 async fn an_unanswered_upgrade_times_out_after_connect_timeout() {
-    let faults = Faults {
-        upgrade_hang: true,
-        ..Faults::default()
-    };
+    let faults = Faults { upgrade_hang: true, ..Faults::default() };
     let (_lab, run) = echo_run(faults, &["--connect-timeout", "2"], b"", 0).await;
     assert_eq!(run.code(), Some(255), "{}", run.stderr);
     run.assert_stderr_has(&["within 2 s", "--connect-timeout"]);
@@ -290,22 +249,13 @@ async fn an_unanswered_upgrade_times_out_after_connect_timeout() {
 
 #[tokio::test]
 async fn max_tunnel_duration_is_sent_and_its_end_explained() {
-    let (lab, run) = echo_run(
-        Faults::default(),
-        &["--max-tunnel-duration", "2"],
-        b"hello",
-        5,
-    )
-    .await;
+    let (lab, run) =
+        echo_run(Faults::default(), &["--max-tunnel-duration", "2"], b"hello", 5).await;
     assert_eq!(run.stdout, b"hello");
     let opened = lab.standin.calls_of("OpenTunnel");
     assert_eq!(opened[0].params["maxTunnelDuration"], "2");
     assert_eq!(run.code(), Some(255), "{}", run.stderr);
-    run.assert_stderr_has(&[
-        DURATION_EXCEEDED,
-        "maximum duration of 2 s",
-        "--max-tunnel-duration",
-    ]);
+    run.assert_stderr_has(&[DURATION_EXCEEDED, "maximum duration of 2 s", "--max-tunnel-duration"]);
     assert!(
         run.elapsed >= Duration::from_secs(2) && run.elapsed < Duration::from_secs(4),
         "{:?}",
@@ -317,14 +267,7 @@ async fn max_tunnel_duration_is_sent_and_its_end_explained() {
 async fn an_early_end_is_not_blamed_on_the_duration_limit() {
     // Nothing listens for port 3389: the endpoint closes with 1011 at once.
     let lab = Lab::start().await;
-    let args = [
-        "--instance-id",
-        INSTANCE,
-        "--remote-port",
-        "3389",
-        "--max-tunnel-duration",
-        "2",
-    ];
+    let args = ["--instance-id", INSTANCE, "--remote-port", "3389", "--max-tunnel-duration", "2"];
     let run = stdio_run(&lab, &args, b"", 0).await;
     assert_eq!(run.code(), Some(255), "{}", run.stderr);
     run.assert_stderr_has(&[CONNECT_FAILED]);
@@ -349,18 +292,13 @@ async fn reach_sshd_env(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> Run {
     let stderr = read_stderr(&mut child);
     let run = async {
         let mut banner = [0u8; 4];
-        let got = stdout
-            .read_exact(&mut banner)
-            .await
-            .map(|_| banner.to_vec());
+        let got = stdout.read_exact(&mut banner).await.map(|_| banner.to_vec());
         drop(stdin);
         let mut out = got.unwrap_or_default();
         stdout.read_to_end(&mut out).await.unwrap();
         (child.wait().await.unwrap(), out)
     };
-    let Ok((status, stdout)) = timeout(LIMIT, run).await else {
-        hung(child, stderr, args).await
-    };
+    let Ok((status, stdout)) = timeout(LIMIT, run).await else { hung(child, stderr, args).await };
     Run {
         status,
         stdout,
@@ -458,20 +396,12 @@ async fn an_endpoint_id_picks_that_endpoint() {
         )
     })
     .await;
-    let args = [
-        "--instance-id",
-        INSTANCE,
-        "--instance-connect-endpoint-id",
-        OTHER_SUBNET,
-    ];
+    let args = ["--instance-id", INSTANCE, "--instance-connect-endpoint-id", OTHER_SUBNET];
     reach_sshd(&lab, &args).await.assert_reached_sshd();
     assert_eq!(tunnel_endpoints(&lab), [OTHER_SUBNET]);
     let described = lab.standin.calls_of("DescribeInstanceConnectEndpoints");
     assert_eq!(described.len(), 1);
-    assert_eq!(
-        described[0].params["InstanceConnectEndpointId.1"],
-        OTHER_SUBNET
-    );
+    assert_eq!(described[0].params["InstanceConnectEndpointId.1"], OTHER_SUBNET);
 }
 
 #[tokio::test]
@@ -480,15 +410,9 @@ async fn endpoints_in_unusable_states_are_skipped() {
         in_subnet_2(
             w,
             vec![
-                Endpoint::new(SAME_SUBNET)
-                    .vpc("vpc-1", "subnet-2")
-                    .state("create-in-progress"),
-                Endpoint::new(SUBNET_3)
-                    .vpc("vpc-1", "subnet-3")
-                    .state("delete-in-progress"),
-                Endpoint::new(OTHER_SUBNET)
-                    .vpc("vpc-1", "subnet-1")
-                    .state("update-failed"),
+                Endpoint::new(SAME_SUBNET).vpc("vpc-1", "subnet-2").state("create-in-progress"),
+                Endpoint::new(SUBNET_3).vpc("vpc-1", "subnet-3").state("delete-in-progress"),
+                Endpoint::new(OTHER_SUBNET).vpc("vpc-1", "subnet-1").state("update-failed"),
             ],
         )
     })
@@ -497,12 +421,7 @@ async fn endpoints_in_unusable_states_are_skipped() {
     assert_eq!(tunnel_endpoints(&lab), [OTHER_SUBNET]);
 
     // Asked for by id, an unusable endpoint is refused before any tunnel is tried.
-    let args = [
-        "--instance-id",
-        INSTANCE,
-        "--instance-connect-endpoint-id",
-        SAME_SUBNET,
-    ];
+    let args = ["--instance-id", INSTANCE, "--instance-connect-endpoint-id", SAME_SUBNET];
     // A parameter error (252), as in the AWS CLI, whose lookup filters by the usable states.
     let run = reach_sshd(&lab, &args).await;
     assert_eq!(run.code(), Some(252), "{}", run.stderr);
@@ -517,9 +436,7 @@ async fn no_endpoint_in_the_vpc_says_to_create_one() {
             w,
             vec![
                 Endpoint::new(OTHER_VPC).vpc("vpc-2", "subnet-2"),
-                Endpoint::new(SAME_SUBNET)
-                    .vpc("vpc-1", "subnet-2")
-                    .state("create-failed"),
+                Endpoint::new(SAME_SUBNET).vpc("vpc-1", "subnet-2").state("create-failed"),
             ],
         )
     })
@@ -528,12 +445,7 @@ async fn no_endpoint_in_the_vpc_says_to_create_one() {
     // endpoints").
     let run = reach_sshd(&lab, &BY_INSTANCE).await;
     assert_eq!(run.code(), Some(252), "{}", run.stderr);
-    run.assert_stderr_has(&[
-        "vpc-1",
-        "subnet-2",
-        "create one",
-        "create-instance-connect-endpoint",
-    ]);
+    run.assert_stderr_has(&["vpc-1", "subnet-2", "create one", "create-instance-connect-endpoint"]);
     assert_eq!(lab.standin.count("OpenTunnel"), 0);
     assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
 }
@@ -561,10 +473,7 @@ async fn fips_sends_the_tunnel_to_the_fips_dns_name() {
     run.assert_reached_sshd();
     let opened = lab.standin.calls_of("OpenTunnel");
     assert_eq!(opened.len(), 1);
-    assert_eq!(
-        opened[0].host.as_deref(),
-        Some(lab.standin.eice_fips_dns_name().as_str())
-    );
+    assert_eq!(opened[0].host.as_deref(), Some(lab.standin.eice_fips_dns_name().as_str()));
     assert_eq!(opened[0].params["instanceConnectEndpointId"], ENDPOINT);
 }
 

@@ -45,11 +45,7 @@ fn reproduces_every_botocore_vector() {
         );
         let time = amz_date(&s("timestamp").unwrap());
         let url = presign(&target, &credentials, &s("region").unwrap(), time).unwrap();
-        assert_eq!(
-            url,
-            vector["expected_url"].as_str().unwrap(),
-            "vector {name}"
-        );
+        assert_eq!(url, vector["expected_url"].as_str().unwrap(), "vector {name}");
     }
 }
 
@@ -65,13 +61,7 @@ fn a_different_second_changes_the_url() {
     let credentials = Credentials::new("AK", "SK", None, None, "test");
     let t = amz_date("20240101T000000Z");
     let a = presign(&target, &credentials, "us-east-1", t).unwrap();
-    let b = presign(
-        &target,
-        &credentials,
-        "us-east-1",
-        t + Duration::from_secs(1),
-    )
-    .unwrap();
+    let b = presign(&target, &credentials, "us-east-1", t + Duration::from_secs(1)).unwrap();
     assert_ne!(a, b);
     assert!(a.contains("X-Amz-Date=20240101T000000Z"));
 }

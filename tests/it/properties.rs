@@ -13,10 +13,7 @@ use proptest::prelude::*;
 fn config() -> ProptestConfig {
     // Bounded for CI; `PROPTEST_CASES=100000 cargo test --test properties` runs longer.
     ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2000),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
         failure_persistence: None,
         ..ProptestConfig::default()
     }

@@ -14,13 +14,7 @@ const VPC: &str = "vpc-1";
 /// `eic ssh --instance-id INSTANCE --os-user <sshd user> EIC_ARGS -- <isolating ssh options> REMOTE`,
 /// with its one-time keys under a runtime dir of the test's own.
 fn eic_ssh(lab: &Lab, runtime: &tempfile::TempDir, eic_args: &[&str], remote: &[&str]) -> Command {
-    let mut args = vec![
-        "ssh",
-        "--instance-id",
-        INSTANCE,
-        "--os-user",
-        lab.sshd.user(),
-    ];
+    let mut args = vec!["ssh", "--instance-id", INSTANCE, "--os-user", lab.sshd.user()];
     args.extend_from_slice(eic_args);
     args.push("--");
     let options = lab.ssh_options();
@@ -32,10 +26,7 @@ fn eic_ssh(lab: &Lab, runtime: &tempfile::TempDir, eic_args: &[&str], remote: &[
 }
 
 fn runtime_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("eic-xdg")
-        .tempdir()
-        .unwrap()
+    tempfile::Builder::new().prefix("eic-xdg").tempdir().unwrap()
 }
 
 fn assert_no_key_left(runtime: &tempfile::TempDir) {
@@ -58,11 +49,7 @@ async fn lab_with(world: impl FnOnce(&Sshd) -> World) -> Lab {
 async fn remote_command_output_and_exit_status_pass_through() {
     let lab = Lab::start().await;
     let runtime = runtime_dir();
-    let out = run(
-        &mut eic_ssh(&lab, &runtime, &[], &["echo hello; exit 42"]),
-        LIMIT,
-    )
-    .await;
+    let out = run(&mut eic_ssh(&lab, &runtime, &[], &["echo hello; exit 42"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(42), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hello\n");
     let out = run(&mut eic_ssh(&lab, &runtime, &[], &["false"]), LIMIT).await;
@@ -71,19 +58,13 @@ async fn remote_command_output_and_exit_status_pass_through() {
 
     // Each run: one lookup of each kind, one key push, one tunnel; the ProxyCommand child
     // made no API call of its own.
-    for action in [
-        "DescribeInstances",
-        "DescribeInstanceConnectEndpoints",
-        "SendSSHPublicKey",
-        "OpenTunnel",
-    ] {
+    for action in
+        ["DescribeInstances", "DescribeInstanceConnectEndpoints", "SendSSHPublicKey", "OpenTunnel"]
+    {
         assert_eq!(lab.standin.count(action), 2, "{action}");
     }
     let push = lab.standin.calls_of("SendSSHPublicKey").pop().unwrap();
-    assert_eq!(
-        push.params.get("InstanceOSUser").map(String::as_str),
-        Some(lab.sshd.user())
-    );
+    assert_eq!(push.params.get("InstanceOSUser").map(String::as_str), Some(lab.sshd.user()));
     assert!(push.params["SSHPublicKey"].starts_with("ssh-ed25519 "));
 }
 
@@ -99,10 +80,9 @@ async fn a_command_that_looks_like_an_option_stays_a_command() {
     assert!(stderr.contains("-c"), "{stderr}");
 
     // -l and -p after `--` would undo --os-user (the key's user) and --ssh-port: refused.
-    for (extra, instead) in [
-        (&["-l", "root", "true"][..], "--os-user"),
-        (&["-o", "Port=2222", "true"], "--ssh-port"),
-    ] {
+    for (extra, instead) in
+        [(&["-l", "root", "true"][..], "--os-user"), (&["-o", "Port=2222", "true"], "--ssh-port")]
+    {
         let out = run(&mut eic_ssh(&lab, &runtime, &[], extra), LIMIT).await;
         assert_eq!(out.status.code(), Some(252), "{extra:?}");
         assert!(text(&out.stderr).contains(instead), "{}", text(&out.stderr));
@@ -115,11 +95,7 @@ async fn a_command_that_looks_like_an_option_stays_a_command() {
 async fn lookups_and_key_push_go_out_at_once() {
     // The stand-in answers none of the three until all three have arrived: one after another,
     // each would wait TOGETHER_WAIT.
-    let together = [
-        "DescribeInstances",
-        "DescribeInstanceConnectEndpoints",
-        "SendSSHPublicKey",
-    ];
+    let together = ["DescribeInstances", "DescribeInstanceConnectEndpoints", "SendSSHPublicKey"];
     let lab = Lab::start_with(|mut w| {
         w.faults.answer_together = together.map(String::from).to_vec();
         w
@@ -144,20 +120,12 @@ async fn piped_stdin_drives_a_login_shell() {
     let lab = Lab::start().await;
     let runtime = runtime_dir();
     let mut cmd = eic_ssh(&lab, &runtime, &[], &[]);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(b"echo piped-$((40 + 2))\nexit 3\n")
-        .await
-        .unwrap();
+    stdin.write_all(b"echo piped-$((40 + 2))\nexit 3\n").await.unwrap();
     drop(stdin);
-    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output()).await.unwrap().unwrap();
     assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
     assert!(text(&out.stdout).contains("piped-42"));
     assert_no_key_left(&runtime);
@@ -168,40 +136,24 @@ async fn local_forwarding_carries_a_tcp_connection() {
     let lab = Lab::start().await;
     let runtime = runtime_dir();
     let (echo, _task) = eic_standin::tcp_echo().await.unwrap();
-    let local = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let spec = format!("{local}:127.0.0.1:{}", echo.port());
     let mut cmd = eic_ssh(
         &lab,
         &runtime,
         &["--local-forwarding", &spec],
-        &[
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "echo ready; exec sleep 60",
-        ],
+        &["-o", "ExitOnForwardFailure=yes", "echo ready; exec sleep 60"],
     );
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     // The forward is listening before the remote command runs.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(LIMIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
+    let ready = tokio::time::timeout(LIMIT, lines.next_line()).await.unwrap().unwrap();
     assert_eq!(ready.as_deref(), Some("ready"));
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
-        .await
-        .unwrap();
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local)).await.unwrap();
     conn.write_all(b"through the forward").await.unwrap();
     let mut buf = [0u8; 19];
-    tokio::time::timeout(LIMIT, conn.read_exact(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(LIMIT, conn.read_exact(&mut buf)).await.unwrap().unwrap();
     assert_eq!(&buf, b"through the forward");
     child.kill().await.unwrap();
 }
@@ -212,9 +164,7 @@ async fn connection_types_choose_the_address() {
     let lab = lab_with(|sshd| {
         World::new()
             .instance(
-                Instance::new(INSTANCE, "10.0.0.5")
-                    .public_ip("127.0.0.1")
-                    .target(22, sshd.addr()),
+                Instance::new(INSTANCE, "10.0.0.5").public_ip("127.0.0.1").target(22, sshd.addr()),
             )
             .endpoint(Endpoint::new(ENDPOINT))
     })
@@ -241,37 +191,19 @@ async fn connection_types_choose_the_address() {
         &["--connection-type", "eice"][..],
         &["--connection-type", "eice", "--instance-ip", "10.0.0.5"],
     ] {
-        let out = run(
-            &mut eic_ssh(&lab, &runtime, extra, &["echo tunnelled"]),
-            LIMIT,
-        )
-        .await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{extra:?}: {}",
-            text(&out.stderr)
-        );
+        let out = run(&mut eic_ssh(&lab, &runtime, extra, &["echo tunnelled"]), LIMIT).await;
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "tunnelled\n");
     }
     let tunnels = lab.standin.calls_of("OpenTunnel");
     assert_eq!(tunnels.len(), 2);
-    assert!(tunnels
-        .iter()
-        .all(|c| c.params["privateIpAddress"] == "10.0.0.5"));
+    assert!(tunnels.iter().all(|c| c.params["privateIpAddress"] == "10.0.0.5"));
     // --instance-ip with direct overrides the public address.
     let out = run(
         &mut eic_ssh(
             &lab,
             &runtime,
-            &[
-                "--connection-type",
-                "direct",
-                "--instance-ip",
-                "127.0.0.1",
-                "--ssh-port",
-                &port,
-            ],
+            &["--connection-type", "direct", "--instance-ip", "127.0.0.1", "--ssh-port", &port],
             &["true"],
         ),
         LIMIT,
@@ -297,22 +229,13 @@ async fn ipv6_addresses_direct_and_through_the_endpoint() {
     let runtime = runtime_dir();
     let port = lab.sshd.port().to_string();
     // auto: no public or private IPv4, so IPv6 directly.
-    let out = run(
-        &mut eic_ssh(&lab, &runtime, &["--ssh-port", &port], &["echo v6"]),
-        LIMIT,
-    )
-    .await;
+    let out = run(&mut eic_ssh(&lab, &runtime, &["--ssh-port", &port], &["echo v6"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "v6\n");
     assert_eq!(lab.standin.count("OpenTunnel"), 0);
     // eice: the IPv6 address through the endpoint.
     let out = run(
-        &mut eic_ssh(
-            &lab,
-            &runtime,
-            &["--connection-type", "eice"],
-            &["echo v6 tunnel"],
-        ),
+        &mut eic_ssh(&lab, &runtime, &["--connection-type", "eice"], &["echo v6 tunnel"]),
         LIMIT,
     )
     .await;
@@ -332,11 +255,7 @@ async fn no_address_is_a_usage_error() {
     let runtime = runtime_dir();
     let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(252), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("no IP address"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("no IP address"), "{}", text(&out.stderr));
     // The key push goes out with DescribeInstances (it only needs the id), but ssh never ran.
     assert_eq!(lab.standin.count("OpenTunnel"), 0);
     assert_no_key_left(&runtime);
@@ -349,11 +268,7 @@ async fn endpoint_by_subnet_by_id_and_fips() {
             .instance(Instance::new(INSTANCE, "10.0.0.5").target(22, sshd.addr()))
             .endpoint(Endpoint::new("eice-0aaaaaaaaaaaaaaa1").vpc(VPC, "subnet-other"))
             .endpoint(Endpoint::new(ENDPOINT))
-            .endpoint(
-                Endpoint::new("eice-0bbbbbbbbbbbbbbb2")
-                    .vpc(VPC, "subnet-other")
-                    .no_fips(),
-            )
+            .endpoint(Endpoint::new("eice-0bbbbbbbbbbbbbbb2").vpc(VPC, "subnet-other").no_fips())
     })
     .await;
     let runtime = runtime_dir();
@@ -362,10 +277,7 @@ async fn endpoint_by_subnet_by_id_and_fips() {
     // By subnet: the instance's own subnet wins over the first in the VPC.
     let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(
-        endpoint_of_last_tunnel().params["instanceConnectEndpointId"],
-        ENDPOINT
-    );
+    assert_eq!(endpoint_of_last_tunnel().params["instanceConnectEndpointId"], ENDPOINT);
 
     // By id.
     let out = run(
@@ -415,26 +327,15 @@ async fn api_errors_say_what_to_check() {
     let lab = Lab::start().await;
     let runtime = runtime_dir();
 
-    let out = run(
-        &mut lab.eic(&["ssh", "--instance-id", "i-0000000000000000f"]),
-        LIMIT,
-    )
-    .await;
+    let out = run(&mut lab.eic(&["ssh", "--instance-id", "i-0000000000000000f"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(254), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("InvalidInstanceID.NotFound") && stderr.contains("region"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("InvalidInstanceID.NotFound") && stderr.contains("region"), "{stderr}");
 
     lab.standin.world().faults.unauthorized = vec!["DescribeInstances".into()];
     let out = run(&mut eic_ssh(&lab, &runtime, &[], &["true"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(254));
-    assert!(
-        text(&out.stderr).contains("ec2:DescribeInstances"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("ec2:DescribeInstances"), "{}", text(&out.stderr));
     lab.standin.world().faults.unauthorized.clear();
 
     for denial in ["AuthException", "AccessDeniedException"] {
@@ -515,11 +416,7 @@ async fn an_own_key_is_used_as_it_is_unless_push_key() {
     assert_eq!(out.status.code(), Some(255), "not authorized, not pushed");
     assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
     let pushed = ["--private-key-file", key.as_str(), "--push-key"];
-    let out = run(
-        &mut eic_ssh(&lab, &runtime, &pushed, &["echo pushed"]),
-        LIMIT,
-    )
-    .await;
+    let out = run(&mut eic_ssh(&lab, &runtime, &pushed, &["echo pushed"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "pushed\n");
     // The login proves the pushed key was this one: nothing else authorized it.
@@ -536,11 +433,7 @@ async fn ssh_missing_from_path_is_a_configuration_error() {
     cmd.env("PATH", empty.path());
     let out = run(&mut cmd, LIMIT).await;
     assert_eq!(out.status.code(), Some(253));
-    assert!(
-        text(&out.stderr).contains("ssh not found"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("ssh not found"), "{}", text(&out.stderr));
     assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
     assert_no_key_left(&runtime);
 }
@@ -549,11 +442,7 @@ async fn ssh_missing_from_path_is_a_configuration_error() {
 async fn dry_run_prints_the_command_and_pushes_nothing() {
     let lab = Lab::start().await;
     let runtime = runtime_dir();
-    let out = run(
-        &mut eic_ssh(&lab, &runtime, &["--dry-run"], &["uptime"]),
-        LIMIT,
-    )
-    .await;
+    let out = run(&mut eic_ssh(&lab, &runtime, &["--dry-run"], &["uptime"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let line = text(&out.stdout);
     for part in [
@@ -567,10 +456,7 @@ async fn dry_run_prints_the_command_and_pushes_nothing() {
     ] {
         assert!(line.contains(part), "{part} missing in {line}");
     }
-    assert!(
-        line.contains(&runtime.path().display().to_string()),
-        "no key path in {line}"
-    );
+    assert!(line.contains(&runtime.path().display().to_string()), "no key path in {line}");
     assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
     assert_no_key_left(&runtime);
 }
@@ -600,32 +486,18 @@ async fn no_secret_in_any_argv_and_no_api_call_from_the_proxy() {
         assert!(!argvs.contains(secret), "{secret} in some argv");
         assert!(!stderr.contains(secret), "{secret} on stderr");
     }
-    assert!(
-        !argvs.contains("X-Amz-Signature"),
-        "a presigned URL in some argv"
-    );
+    assert!(!argvs.contains("X-Amz-Signature"), "a presigned URL in some argv");
     // --debug logs the tunnel URL, with its signature redacted.
     let signatures: Vec<&str> = stderr.split("X-Amz-Signature=").skip(1).collect();
-    assert!(
-        !signatures.is_empty(),
-        "--debug should log the (redacted) URL:\n{stderr}"
-    );
-    assert!(
-        signatures.iter().all(|s| s.starts_with("REDACTED")),
-        "{stderr}"
-    );
+    assert!(!signatures.is_empty(), "--debug should log the (redacted) URL:\n{stderr}");
+    assert!(signatures.iter().all(|s| s.starts_with("REDACTED")), "{stderr}");
     // One call of each kind, all from the parent eic; the tunnel comes last.
     let mut actions: Vec<String> = lab.standin.calls().into_iter().map(|c| c.action).collect();
     assert_eq!(actions.last().map(String::as_str), Some("OpenTunnel"));
     actions.sort();
     assert_eq!(
         actions,
-        [
-            "DescribeInstanceConnectEndpoints",
-            "DescribeInstances",
-            "OpenTunnel",
-            "SendSSHPublicKey"
-        ]
+        ["DescribeInstanceConnectEndpoints", "DescribeInstances", "OpenTunnel", "SendSSHPublicKey"]
     );
 }
 
@@ -636,10 +508,7 @@ async fn started(lab: &Lab, runtime: &tempfile::TempDir) -> tokio::process::Chil
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(LIMIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
+    let line = tokio::time::timeout(LIMIT, lines.next_line()).await.unwrap().unwrap();
     assert_eq!(line.as_deref(), Some("started"));
     assert_eq!(
         std::fs::read_dir(runtime.path()).unwrap().count(),
@@ -663,14 +532,7 @@ async fn the_key_is_removed_on_every_way_out() {
 
     // ssh fails (authentication refused: the key is pushed for another user).
     let runtime = runtime_dir();
-    let mut args = vec![
-        "ssh",
-        "--instance-id",
-        INSTANCE,
-        "--os-user",
-        "nobody-else",
-        "--",
-    ];
+    let mut args = vec!["ssh", "--instance-id", INSTANCE, "--os-user", "nobody-else", "--"];
     let options = lab.ssh_options();
     args.extend(options.iter().map(String::as_str));
     args.push("true");
@@ -693,15 +555,8 @@ async fn the_key_is_removed_on_every_way_out() {
         let mut child = started(&lab, &runtime).await;
         let sent = Instant::now();
         send(&child, signal);
-        let status = tokio::time::timeout(LIMIT, child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(
-            sent.elapsed() < Duration::from_secs(6),
-            "{signal}: took {:?}",
-            sent.elapsed()
-        );
+        let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+        assert!(sent.elapsed() < Duration::from_secs(6), "{signal}: took {:?}", sent.elapsed());
         assert_eq!(status.code(), Some(code), "{signal}");
         assert_no_key_left(&runtime);
     }

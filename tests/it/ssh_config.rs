@@ -17,10 +17,7 @@ async fn installed(lab: &Lab) -> PathBuf {
     let config = lab.home.path().join(".ssh/config");
     let key = lab.home.path().join(".ssh/eic_ed25519");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     config
 }
 
@@ -54,11 +51,7 @@ async fn ssh_scp_sftp_and_rsync_through_the_generated_config() {
     let by_name = format!("{user}@web-1.eic");
 
     // ssh, by id and by Name tag.
-    let out = run(
-        &mut tool(&lab, "ssh", &config, &[&by_id, "echo id-ok"]),
-        LIMIT,
-    )
-    .await;
+    let out = run(&mut tool(&lab, "ssh", &config, &[&by_id, "echo id-ok"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "id-ok\n");
     let out = run(&mut tool(&lab, "ssh", &config, &[&by_name, "uname"]), LIMIT).await;
@@ -72,25 +65,13 @@ async fn ssh_scp_sftp_and_rsync_through_the_generated_config() {
     std::fs::write(&local, &payload).unwrap();
     let remote_path = work.path().join("remote.bin");
     let remote = format!("{by_id}:{}", remote_path.display());
-    let out = run(
-        &mut tool(&lab, "scp", &config, &[local.to_str().unwrap(), &remote]),
-        LIMIT,
-    )
-    .await;
+    let out =
+        run(&mut tool(&lab, "scp", &config, &[local.to_str().unwrap(), &remote]), LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "scp up: {}", text(&out.stderr));
     assert_eq!(std::fs::read(&remote_path).unwrap(), payload);
     let back = work.path().join("down.bin");
-    let out = run(
-        &mut tool(&lab, "scp", &config, &[&remote, back.to_str().unwrap()]),
-        LIMIT,
-    )
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "scp down: {}",
-        text(&out.stderr)
-    );
+    let out = run(&mut tool(&lab, "scp", &config, &[&remote, back.to_str().unwrap()]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "scp down: {}", text(&out.stderr));
     assert_eq!(std::fs::read(&back).unwrap(), payload);
 
     // sftp in batch mode.
@@ -108,16 +89,9 @@ async fn ssh_scp_sftp_and_rsync_through_the_generated_config() {
         ),
     )
     .unwrap();
-    let out = run(
-        &mut tool(
-            &lab,
-            "sftp",
-            &config,
-            &["-b", batch.to_str().unwrap(), &by_name],
-        ),
-        LIMIT,
-    )
-    .await;
+    let out =
+        run(&mut tool(&lab, "sftp", &config, &["-b", batch.to_str().unwrap(), &by_name]), LIMIT)
+            .await;
     assert_eq!(out.status.code(), Some(0), "sftp: {}", text(&out.stderr));
     assert_eq!(std::fs::read(&fetched).unwrap(), payload);
 
@@ -183,18 +157,11 @@ async fn install_leaves_the_users_config_alone_and_is_idempotent() {
     let after_first = std::fs::read_to_string(&config).unwrap();
     assert!(after_first.starts_with("# Added by `eic ssh-config --install`"));
     assert!(after_first.ends_with(mine));
-    assert_eq!(
-        std::fs::read_to_string(ssh_dir.join("config.eic-backup")).unwrap(),
-        mine
-    );
+    assert_eq!(std::fs::read_to_string(ssh_dir.join("config.eic-backup")).unwrap(), mine);
 
     let out = run(&mut lab.eic(&["ssh-config", "--install"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        text(&out.stderr).contains("already installed"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("already installed"), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(&config).unwrap(), after_first);
 
     // Printing the block changes nothing.
@@ -212,30 +179,17 @@ async fn install_leaves_the_users_config_alone_and_is_idempotent() {
 
 #[tokio::test]
 async fn name_tags_one_several_or_none() {
-    let sshd = tokio::task::spawn_blocking(Sshd::start)
-        .await
-        .unwrap()
-        .unwrap();
+    let sshd = tokio::task::spawn_blocking(Sshd::start).await.unwrap().unwrap();
     let world = World::new()
+        .instance(Instance::new(INSTANCE, "10.0.0.5").tag("Name", "web-1").target(22, sshd.addr()))
         .instance(
-            Instance::new(INSTANCE, "10.0.0.5")
-                .tag("Name", "web-1")
-                .target(22, sshd.addr()),
+            Instance::new("i-0aaaaaaaaaaaaaaa1", "10.0.0.6").tag("Name", "api").az("us-east-1a"),
         )
         .instance(
-            Instance::new("i-0aaaaaaaaaaaaaaa1", "10.0.0.6")
-                .tag("Name", "api")
-                .az("us-east-1a"),
+            Instance::new("i-0aaaaaaaaaaaaaaa2", "10.0.0.7").tag("Name", "api").az("us-east-1b"),
         )
         .instance(
-            Instance::new("i-0aaaaaaaaaaaaaaa2", "10.0.0.7")
-                .tag("Name", "api")
-                .az("us-east-1b"),
-        )
-        .instance(
-            Instance::new("i-0aaaaaaaaaaaaaaa3", "10.0.0.8")
-                .tag("Name", "old")
-                .state("stopped"),
+            Instance::new("i-0aaaaaaaaaaaaaaa3", "10.0.0.8").tag("Name", "old").state("stopped"),
         )
         .endpoint(Endpoint::new(TYPICAL_ENDPOINT_ID))
         .authorized_keys_dir(sshd.authorized_keys_dir());
@@ -260,10 +214,7 @@ async fn name_tags_one_several_or_none() {
     assert_eq!(lab.standin.count("DescribeInstances"), described + 2);
 
     // Several: 252 and a table to choose from.
-    for sub in [
-        &["ssh", "--name", "api"][..],
-        &["open-tunnel", "--name", "api"],
-    ] {
+    for sub in [&["ssh", "--name", "api"][..], &["open-tunnel", "--name", "api"]] {
         let out = run(&mut lab.eic(sub), LIMIT).await;
         assert_eq!(out.status.code(), Some(252), "{sub:?}");
         let stderr = text(&out.stderr);
@@ -286,20 +237,14 @@ async fn name_tags_one_several_or_none() {
         assert_eq!(out.status.code(), Some(252), "{name}");
         let stderr = text(&out.stderr);
         assert!(
-            stderr.contains(&format!(
-                "no running instance is named `{name}` in us-east-1"
-            )),
+            stderr.contains(&format!("no running instance is named `{name}` in us-east-1")),
             "{stderr}"
         );
     }
     assert_eq!(lab.standin.count("SendSSHPublicKey"), 2);
 
     // --name and --instance-id together are refused.
-    let out = run(
-        &mut lab.eic(&["ssh", "--name", "api", "--instance-id", INSTANCE]),
-        LIMIT,
-    )
-    .await;
+    let out = run(&mut lab.eic(&["ssh", "--name", "api", "--instance-id", INSTANCE]), LIMIT).await;
     assert_eq!(out.status.code(), Some(252));
 }
 

@@ -37,9 +37,7 @@ async fn connect(
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     tungstenite::Error,
 > {
-    let tcp = tokio::net::TcpStream::connect(lab.standin.eice_addr())
-        .await
-        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(lab.standin.eice_addr()).await.unwrap();
     let connector = tokio_tungstenite::Connector::Rustls(lab.standin.rustls_client_config());
     tokio_tungstenite::client_async_tls_with_config(url, tcp, None, Some(connector))
         .await
@@ -54,10 +52,7 @@ async fn refusal(lab: &Lab, url: &str) -> (u16, String) {
             let body: serde_json::Value =
                 serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
             assert!(body["Message"].is_string(), "{body}");
-            (
-                response.status().as_u16(),
-                body["ErrorCode"].as_str().unwrap().to_string(),
-            )
+            (response.status().as_u16(), body["ErrorCode"].as_str().unwrap().to_string())
         }
         Ok(_) => panic!("the stand-in accepted {url}"),
         Err(e) => panic!("unexpected error {e}"),
@@ -67,17 +62,9 @@ async fn refusal(lab: &Lab, url: &str) -> (u16, String) {
 #[tokio::test]
 async fn presigned_url_reaches_the_real_sshd() {
     let lab = Lab::start().await;
-    let url = presign(
-        &target(&lab, 22),
-        &credentials(),
-        "us-east-1",
-        SystemTime::now(),
-    )
-    .unwrap();
+    let url = presign(&target(&lab, 22), &credentials(), "us-east-1", SystemTime::now()).unwrap();
     let mut ws = connect(&lab, &url).await.expect("upgrade accepted");
-    ws.send(Message::Binary(b"SSH-2.0-eic_test\r\n".to_vec().into()))
-        .await
-        .unwrap();
+    ws.send(Message::Binary(b"SSH-2.0-eic_test\r\n".to_vec().into())).await.unwrap();
     let mut seen = Vec::new();
     while !seen.windows(8).any(|w| w == b"SSH-2.0-") {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
@@ -88,10 +75,7 @@ async fn presigned_url_reaches_the_real_sshd() {
     assert!(String::from_utf8_lossy(&seen).contains("OpenSSH"));
     let call = lab.standin.calls_of("OpenTunnel").pop().expect("recorded");
     assert_eq!(call.status, 101);
-    assert_eq!(
-        call.access_key_id.as_deref(),
-        Some(eic_standin::DEFAULT_ACCESS_KEY_ID)
-    );
+    assert_eq!(call.access_key_id.as_deref(), Some(eic_standin::DEFAULT_ACCESS_KEY_ID));
 }
 
 #[tokio::test]
@@ -102,11 +86,7 @@ async fn bad_signature_expired_url_and_wrong_port_are_refused() {
 
     // One character of the signature changed.
     let last = good.chars().last().unwrap();
-    let tampered = format!(
-        "{}{}",
-        &good[..good.len() - 1],
-        if last == '0' { '1' } else { '0' }
-    );
+    let tampered = format!("{}{}", &good[..good.len() - 1], if last == '0' { '1' } else { '0' });
     assert_eq!(refusal(&lab, &tampered).await.0, 403);
 
     // Signed two minutes ago: past the 60 s expiry.
@@ -126,10 +106,8 @@ async fn bad_signature_expired_url_and_wrong_port_are_refused() {
     let mut fips = target(&lab, 22);
     fips.dns_name = lab.standin.eice_fips_dns_name().parse().unwrap();
     let wrong_host = presign(&fips, &credentials(), "us-east-1", now).unwrap();
-    let wrong_host = wrong_host.replace(
-        &lab.standin.eice_fips_dns_name(),
-        &lab.standin.eice_dns_name(),
-    );
+    let wrong_host =
+        wrong_host.replace(&lab.standin.eice_fips_dns_name(), &lab.standin.eice_dns_name());
     assert_eq!(refusal(&lab, &wrong_host).await.0, 403);
 
     // The good URL still works: the refusals were about the changes.

@@ -54,10 +54,7 @@ impl Vector {
 }
 
 fn vectors() -> Vec<Vector> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/presign-vectors.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/presign-vectors.json");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     doc["vectors"]
         .as_array()
@@ -100,18 +97,8 @@ fn valid_vectors_verify_with_botocore_canonical_forms() {
         assert_eq!(ok.string_to_sign, v.string_to_sign, "{}", v.name);
         assert_eq!(ok.access_key_id, "AKIDEXAMPLE");
         assert_eq!(ok.session_token, v.token());
-        assert_eq!(
-            v.check(v.query(), 0),
-            Ok(()),
-            "{}: at the signing instant",
-            v.name
-        );
-        assert_eq!(
-            v.check(v.query(), 60),
-            Ok(()),
-            "{}: at the last valid second",
-            v.name
-        );
+        assert_eq!(v.check(v.query(), 0), Ok(()), "{}: at the signing instant", v.name);
+        assert_eq!(v.check(v.query(), 60), Ok(()), "{}: at the last valid second", v.name);
     }
 }
 
@@ -119,9 +106,7 @@ fn valid_vectors_verify_with_botocore_canonical_forms() {
 fn own_signer_reproduces_the_urls_byte_for_byte() {
     for v in vectors() {
         let port = v.input["remote_port"].as_u64().unwrap().to_string();
-        let dur = v.input["max_tunnel_duration"]
-            .as_u64()
-            .map(|d| d.to_string());
+        let dur = v.input["max_tunnel_duration"].as_u64().map(|d| d.to_string());
         let mut params = vec![
             ("instanceConnectEndpointId", v.s("endpoint_id")),
             ("remotePort", port.as_str()),
@@ -141,12 +126,7 @@ fn own_signer_reproduces_the_urls_byte_for_byte() {
             v.s("region"),
             v.time(),
         );
-        assert_eq!(
-            format!("wss://{}/openTunnel?{q}", v.s("dns_name")),
-            v.url,
-            "{}",
-            v.name
-        );
+        assert_eq!(format!("wss://{}/openTunnel?{q}", v.s("dns_name")), v.url, "{}", v.name);
     }
 }
 
@@ -156,12 +136,7 @@ fn expired_or_not_yet_valid() {
         assert_eq!(code(v.check(v.query(), 61)), "ExpiredToken", "{}", v.name);
         assert_eq!(code(v.check(v.query(), 3600)), "ExpiredToken", "{}", v.name);
         assert_eq!(code(v.check(v.query(), -299)), "accepted", "{}", v.name);
-        assert_eq!(
-            code(v.check(v.query(), -301)),
-            "SignatureDoesNotMatch",
-            "{}",
-            v.name
-        );
+        assert_eq!(code(v.check(v.query(), -301)), "SignatureDoesNotMatch", "{}", v.name);
     }
 }
 
@@ -172,26 +147,11 @@ fn tampered_signature_or_params() {
         let last = q.chars().last().unwrap();
         let flipped = if last == '0' { '1' } else { '0' };
         let tampered = format!("{}{flipped}", &q[..q.len() - 1]);
-        assert_eq!(
-            code(v.check(&tampered, 10)),
-            "SignatureDoesNotMatch",
-            "{}",
-            v.name
-        );
+        assert_eq!(code(v.check(&tampered, 10)), "SignatureDoesNotMatch", "{}", v.name);
         let other_ip = q.replace("privateIpAddress=", "privateIpAddress=1");
-        assert_eq!(
-            code(v.check(&other_ip, 10)),
-            "SignatureDoesNotMatch",
-            "{}",
-            v.name
-        );
+        assert_eq!(code(v.check(&other_ip, 10)), "SignatureDoesNotMatch", "{}", v.name);
         let added = format!("maxTunnelDuration=5&{q}");
-        assert_eq!(
-            code(v.check(&added, 10)),
-            "SignatureDoesNotMatch",
-            "{}",
-            v.name
-        );
+        assert_eq!(code(v.check(&added, 10)), "SignatureDoesNotMatch", "{}", v.name);
     }
 }
 
@@ -207,10 +167,7 @@ fn wrong_host() {
             );
         }
         // The signed host itself is still accepted.
-        assert_eq!(
-            code(v.verify(v.s("dns_name"), v.query(), v.s("region"), now)),
-            "accepted"
-        );
+        assert_eq!(code(v.verify(v.s("dns_name"), v.query(), v.s("region"), now)), "accepted");
     }
 }
 
@@ -220,10 +177,7 @@ fn wrong_credential_scope() {
         let q = v.query();
         let now = v.time() + Duration::from_secs(10);
         // The server's region differs from the scope.
-        assert_eq!(
-            code(v.verify(v.s("dns_name"), q, "ap-south-1", now)),
-            "SignatureDoesNotMatch"
-        );
+        assert_eq!(code(v.verify(v.s("dns_name"), q, "ap-south-1", now)), "SignatureDoesNotMatch");
         // Scope edited in the URL: region, service, date.
         let region = v.s("region");
         let day = &v.s("timestamp")[..8];
@@ -235,12 +189,7 @@ fn wrong_credential_scope() {
         ];
         for edited in edits {
             assert_ne!(edited, q);
-            assert_eq!(
-                code(v.check(&edited, 10)),
-                "SignatureDoesNotMatch",
-                "{}: {edited}",
-                v.name
-            );
+            assert_eq!(code(v.check(&edited, 10)), "SignatureDoesNotMatch", "{}: {edited}", v.name);
         }
     }
 }
@@ -262,28 +211,13 @@ fn unknown_key_and_token_mismatch() {
         if let Some(start) = q.find("&X-Amz-Security-Token=") {
             let end = q[start + 1..].find('&').unwrap() + start + 1;
             let without = format!("{}{}", &q[..start], &q[end..]);
-            assert_eq!(
-                code(v.check(&without, 10)),
-                "InvalidClientTokenId",
-                "{}",
-                v.name
-            );
+            assert_eq!(code(v.check(&without, 10)), "InvalidClientTokenId", "{}", v.name);
             let other = q.replace("IQoJ", "XQoJ");
-            assert_eq!(
-                code(v.check(&other, 10)),
-                "InvalidClientTokenId",
-                "{}",
-                v.name
-            );
+            assert_eq!(code(v.check(&other, 10)), "InvalidClientTokenId", "{}", v.name);
         } else {
             // A long-term key presented with a token it does not have.
             let with = format!("{q}&X-Amz-Security-Token=abc");
-            assert_eq!(
-                code(v.check(&with, 10)),
-                "InvalidClientTokenId",
-                "{}",
-                v.name
-            );
+            assert_eq!(code(v.check(&with, 10)), "InvalidClientTokenId", "{}", v.name);
         }
     }
 }
@@ -293,16 +227,10 @@ fn malformed_auth_parameters() {
     let v = &vectors()[0];
     let q = v.query();
     let cases = [
-        q.replace(
-            "X-Amz-Algorithm=AWS4-HMAC-SHA256",
-            "X-Amz-Algorithm=AWS4-HMAC-SHA1",
-        ),
+        q.replace("X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Algorithm=AWS4-HMAC-SHA1"),
         q.replace("X-Amz-Expires=60", "X-Amz-Expires=61"),
         q.replace("X-Amz-Expires=60", "X-Amz-Expires=abc"),
-        q.replace(
-            "X-Amz-SignedHeaders=host",
-            "X-Amz-SignedHeaders=host%3Bx-amz-date",
-        ),
+        q.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=host%3Bx-amz-date"),
         q.replace("X-Amz-Date=20240101T000000Z", "X-Amz-Date=2024-01-01"),
         q.replace("&X-Amz-Signature=", "&X-Amz-Nothing="),
     ];

@@ -16,11 +16,7 @@ fn keypair(dir: &Path) -> (PathBuf, String) {
         .arg(&key)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     (key, public.trim().to_string())
 }
@@ -31,13 +27,7 @@ async fn push(s: &StandIn, user: &str, public: &str) {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(s.api_url())
-        .credentials_provider(Credentials::new(
-            "AKIDSTANDIN",
-            "standin-secret",
-            None,
-            None,
-            "test",
-        ))
+        .credentials_provider(Credentials::new("AKIDSTANDIN", "standin-secret", None, None, "test"))
         .build();
     aws_sdk_ec2instanceconnect::Client::from_conf(conf)
         .send_ssh_public_key()
@@ -53,11 +43,7 @@ async fn push(s: &StandIn, user: &str, public: &str) {
 async fn ssh_echo(sshd: &Sshd, home: &Path, key: &Path, port: u16) -> std::process::Output {
     let known = home.join(format!("known_hosts_{port}"));
     let mut args = sshd.ssh_client_args(&known, key).unwrap();
-    std::fs::write(
-        &known,
-        format!("[127.0.0.1]:{port} {}\n", sshd.host_public_key()),
-    )
-    .unwrap();
+    std::fs::write(&known, format!("[127.0.0.1]:{port} {}\n", sshd.host_public_key())).unwrap();
     let p = args.iter().position(|a| a == "-p").unwrap();
     args[p + 1] = port.to_string();
     tokio::process::Command::new("ssh")
@@ -72,11 +58,7 @@ async fn ssh_echo(sshd: &Sshd, home: &Path, key: &Path, port: u16) -> std::proce
 }
 
 fn explain(out: &std::process::Output, sshd: &Sshd) -> String {
-    format!(
-        "ssh stderr: {}\nsshd log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        sshd.log_text()
-    )
+    format!("ssh stderr: {}\nsshd log:\n{}", String::from_utf8_lossy(&out.stderr), sshd.log_text())
 }
 
 #[tokio::test]
@@ -96,12 +78,7 @@ async fn login_with_a_pushed_key_and_refusal_without() {
 
     push(&s, sshd.user(), &public).await;
     let out = ssh_echo(&sshd, home.path(), &key, sshd.port()).await;
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ok\n",
-        "{}",
-        explain(&out, &sshd)
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{}", explain(&out, &sshd));
 }
 
 /// A local port that carries each connection through an openTunnel WebSocket.
@@ -116,9 +93,7 @@ async fn bridge(s: &StandIn, url: String) -> SocketAddr {
             .connect("localhost".try_into().unwrap(), raw)
             .await
             .unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
-            .await
-            .unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(url.as_str(), stream).await.unwrap();
         let (mut sink, mut source) = ws.split();
         let (mut r, mut w) = tcp.into_split();
         let up = async move {
@@ -157,12 +132,7 @@ async fn login_through_the_tunnel() {
     let url = s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, None);
     let local = bridge(&s, url).await;
     let out = ssh_echo(&sshd, home.path(), &key, local.port()).await;
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ok\n",
-        "{}",
-        explain(&out, &sshd)
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{}", explain(&out, &sshd));
     assert_eq!(s.calls_of("OpenTunnel")[0].status, 101);
 }
 

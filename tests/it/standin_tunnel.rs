@@ -17,9 +17,7 @@ async fn standin() -> StandIn {
                 .target(22, "127.0.0.1:1".parse().unwrap()),
         )
         .instance(
-            Instance::new("i-0aaaaaaaaaaaaaaa2", "10.0.0.10")
-                .state("stopped")
-                .target(22, echo),
+            Instance::new("i-0aaaaaaaaaaaaaaa2", "10.0.0.10").state("stopped").target(22, echo),
         )
         .endpoint(Endpoint::new("eice-0bbbbbbbbbbbbbbb1").state("create-in-progress"));
     StandIn::start(world).await.unwrap()
@@ -41,10 +39,7 @@ async fn refusal(s: &StandIn, url: &str) -> (u16, String) {
             let body: serde_json::Value =
                 serde_json::from_slice(resp.body().as_deref().unwrap_or_default()).unwrap();
             assert!(resp.headers().contains_key("x-amzn-requestid"));
-            (
-                resp.status().as_u16(),
-                body["ErrorCode"].as_str().unwrap().to_string(),
-            )
+            (resp.status().as_u16(), body["ErrorCode"].as_str().unwrap().to_string())
         }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("upgrade accepted: {url}"),
@@ -81,10 +76,7 @@ async fn relays_to_the_target_and_closes_normally() {
     }
     assert_eq!(got, big);
     ws.close(None).await.unwrap();
-    assert!(matches!(
-        ws.next().await,
-        Some(Ok(Message::Close(_))) | None
-    ));
+    assert!(matches!(ws.next().await, Some(Ok(Message::Close(_))) | None));
     let call = &s.calls_of("OpenTunnel")[0];
     assert_eq!(call.status, 101);
     assert_eq!(call.params["remotePort"], "22");
@@ -99,50 +91,20 @@ async fn rejections() {
     let ok = s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, None);
     // Signed for localhost:PORT but sent with Host 127.0.0.1:PORT.
     let other_host = ok.replace("localhost", "127.0.0.1");
-    assert_eq!(
-        refusal(&s, &other_host).await,
-        (403, "SignatureDoesNotMatch".into())
-    );
+    assert_eq!(refusal(&s, &other_host).await, (403, "SignatureDoesNotMatch".into()));
     let tampered = format!("{}0", &ok[..ok.len() - 1]);
-    let tampered = if tampered == ok {
-        format!("{}1", &ok[..ok.len() - 1])
-    } else {
-        tampered
-    };
-    assert_eq!(
-        refusal(&s, &tampered).await,
-        (403, "SignatureDoesNotMatch".into())
-    );
+    let tampered = if tampered == ok { format!("{}1", &ok[..ok.len() - 1]) } else { tampered };
+    assert_eq!(refusal(&s, &tampered).await, (403, "SignatureDoesNotMatch".into()));
     s.world().credentials[0].access_key_id = "AKIDOTHER".into();
     assert_eq!(refusal(&s, &ok).await, (403, "InvalidClientTokenId".into()));
     s.world().credentials[0].access_key_id = "AKIDSTANDIN".into();
 
     let cases = [
-        (
-            s.tunnel_url("eice-0eeeeeeeeeeeeeee1", "10.0.0.5", 22, None),
-            404,
-            "ResourceNotFound",
-        ),
-        (
-            s.tunnel_url("eice-0bbbbbbbbbbbbbbb1", "10.0.0.5", 22, None),
-            400,
-            "InvalidParameter",
-        ),
-        (
-            s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 80, None),
-            400,
-            "InvalidParameter",
-        ),
-        (
-            s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.9.9.9", 22, None),
-            400,
-            "InvalidParameter",
-        ),
-        (
-            s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, Some(3601)),
-            400,
-            "InvalidParameter",
-        ),
+        (s.tunnel_url("eice-0eeeeeeeeeeeeeee1", "10.0.0.5", 22, None), 404, "ResourceNotFound"),
+        (s.tunnel_url("eice-0bbbbbbbbbbbbbbb1", "10.0.0.5", 22, None), 400, "InvalidParameter"),
+        (s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 80, None), 400, "InvalidParameter"),
+        (s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.9.9.9", 22, None), 400, "InvalidParameter"),
+        (s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, Some(3601)), 400, "InvalidParameter"),
     ];
     for (url, status, code) in cases {
         assert_eq!(refusal(&s, &url).await, (status, code.to_string()), "{url}");
@@ -158,10 +120,7 @@ async fn rejections() {
         e.dns_name = Some(s.eice_fips_dns_name());
         drop(w);
         let url = s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, None);
-        s.world()
-            .endpoint_mut(TYPICAL_ENDPOINT_ID)
-            .unwrap()
-            .dns_name = None;
+        s.world().endpoint_mut(TYPICAL_ENDPOINT_ID).unwrap().dns_name = None;
         url
     };
     assert!(fips_url.starts_with("wss://127.0.0.1:"));
@@ -174,14 +133,9 @@ async fn rejections() {
 async fn unreachable_or_stopped_target_closes_with_1011() {
     let s = standin().await;
     for ip in ["10.0.0.9", "10.0.0.10"] {
-        let mut ws = connect(&s, &s.tunnel_url(TYPICAL_ENDPOINT_ID, ip, 22, None))
-            .await
-            .unwrap();
+        let mut ws = connect(&s, &s.tunnel_url(TYPICAL_ENDPOINT_ID, ip, 22, None)).await.unwrap();
         let (_, close) = next_close(&mut ws).await;
-        assert_eq!(
-            close,
-            Some((1011, "Unable to connect to target instance".into()))
-        );
+        assert_eq!(close, Some((1011, "Unable to connect to target instance".into())));
     }
 }
 
@@ -189,25 +143,11 @@ async fn unreachable_or_stopped_target_closes_with_1011() {
 async fn max_tunnel_duration_is_enforced() {
     let s = standin().await;
     let t = Instant::now();
-    let mut ws = connect(
-        &s,
-        &s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, Some(1)),
-    )
-    .await
-    .unwrap();
+    let mut ws =
+        connect(&s, &s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, Some(1))).await.unwrap();
     let (_, close) = next_close(&mut ws).await;
-    assert_eq!(
-        close,
-        Some((
-            1008,
-            "Connection closed: maximum tunnel duration exceeded".into()
-        ))
-    );
-    assert!(
-        t.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        t.elapsed()
-    );
+    assert_eq!(close, Some((1008, "Connection closed: maximum tunnel duration exceeded".into())));
+    assert!(t.elapsed() >= Duration::from_millis(900), "{:?}", t.elapsed());
 }
 
 #[tokio::test]
@@ -218,12 +158,9 @@ async fn close_and_text_faults_fire_at_exact_byte_counts() {
         text_frame_after: Some(3),
         ..Faults::default()
     };
-    let mut ws = connect(&s, &s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, None))
-        .await
-        .unwrap();
-    ws.send(Message::binary(b"0123456789".to_vec()))
-        .await
-        .unwrap();
+    let mut ws =
+        connect(&s, &s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, None)).await.unwrap();
+    ws.send(Message::binary(b"0123456789".to_vec())).await.unwrap();
     let mut data = Vec::new();
     let mut text_at = None;
     let close = loop {
@@ -239,17 +176,10 @@ async fn close_and_text_faults_fire_at_exact_byte_counts() {
     assert_eq!(close.code, CloseCode::from(4000));
     assert_eq!(close.reason.as_str(), "bye");
 
-    s.world().faults = Faults {
-        close_after: Some((0, 1011, "now".into())),
-        ..Faults::default()
-    };
-    let mut ws = connect(&s, &s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, None))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_close(&mut ws).await,
-        (vec![], Some((1011, "now".into())))
-    );
+    s.world().faults = Faults { close_after: Some((0, 1011, "now".into())), ..Faults::default() };
+    let mut ws =
+        connect(&s, &s.tunnel_url(TYPICAL_ENDPOINT_ID, "10.0.0.5", 22, None)).await.unwrap();
+    assert_eq!(next_close(&mut ws).await, (vec![], Some((1011, "now".into()))));
 }
 
 #[tokio::test]
@@ -262,9 +192,7 @@ async fn reset_garbage_oversized_and_hang() {
 
     s.world().faults.reset_after = Some(4);
     let mut ws = connect(&s, &url).await.unwrap();
-    ws.send(Message::binary(b"abcdefgh".to_vec()))
-        .await
-        .unwrap();
+    ws.send(Message::binary(b"abcdefgh".to_vec())).await.unwrap();
     let mut data = Vec::new();
     let err = loop {
         match ws.next().await {
