@@ -11,6 +11,7 @@
 
 mod common;
 
+mod architecture;
 mod cli;
 mod hardening;
 mod open_tunnel;
