@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::aws::Settings;
 use crate::error::usage;
 use crate::keys::KeySource;
-use crate::presign::DnsName;
+use crate::presign::{DnsName, TunnelTarget};
 use crate::resolve::{GivenEndpoint, InstanceRef, TunnelTo, Via};
 
 pub(crate) const SSH_EXAMPLES: &str = "\
@@ -250,6 +250,10 @@ pub struct TunnelArgs {
     /// Give up on an endpoint that has not accepted the tunnel after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..))]
     pub connect_timeout: u16,
+    /// The URL, presigned by `eic ssh` and read once from this private file (eic ssh's own
+    /// ProxyCommand: its child holds no credentials).
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub presigned_url_file: Option<PathBuf>,
 }
 
 /// `--eice-options`, in the AWS CLI's shorthand or JSON form.
@@ -277,6 +281,8 @@ pub enum Plan {
     OpenTunnel(TunnelPlan),
     /// `open-tunnel --local-port`.
     Listen(ListenPlan),
+    /// `open-tunnel --presigned-url-file`, as `eic ssh` runs it.
+    Presigned(PresignedPlan),
     Proxy(ProxyPlan),
     SshConfig {
         install: bool,
@@ -304,6 +310,13 @@ pub struct TunnelPlan {
     pub to: TunnelTo,
     pub remote_port: u16,
     pub max_tunnel_duration: Option<u32>,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct PresignedPlan {
+    pub target: TunnelTarget,
+    pub url_file: PathBuf,
     pub connect_timeout: Duration,
 }
 
@@ -409,6 +422,25 @@ impl SshArgs {
 impl TunnelArgs {
     fn into_plan(self, stdin_is_terminal: bool) -> anyhow::Result<Plan> {
         let dns_name = self.instance_connect_endpoint_dns_name;
+        let connect_timeout = Duration::from_secs(self.connect_timeout.into());
+        if let Some(url_file) = self.presigned_url_file {
+            let given = (self.instance_connect_endpoint_id, dns_name, self.private_ip_address);
+            let ((Some(endpoint_id), Some(dns_name), Some(private_ip)), None) =
+                (given, self.local_port)
+            else {
+                return Err(usage("--presigned-url-file needs --instance-connect-endpoint-id, --instance-connect-endpoint-dns-name and --private-ip-address, without --local-port"));
+            };
+            let remote_port = self.remote_port;
+            let max_tunnel_duration = self.max_tunnel_duration;
+            let target = TunnelTarget {
+                dns_name,
+                endpoint_id,
+                private_ip,
+                remote_port,
+                max_tunnel_duration,
+            };
+            return Ok(Plan::Presigned(PresignedPlan { target, url_file, connect_timeout }));
+        }
         let to = match (
             self.private_ip_address,
             self.target.instance(),
@@ -441,7 +473,7 @@ impl TunnelArgs {
             to,
             remote_port: self.remote_port,
             max_tunnel_duration: self.max_tunnel_duration,
-            connect_timeout: Duration::from_secs(self.connect_timeout.into()),
+            connect_timeout,
         };
         match self.local_port {
             Some(port) => Ok(Plan::Listen(ListenPlan {

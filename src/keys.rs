@@ -21,15 +21,6 @@ pub struct Key {
     pub public: Option<String>,
     /// The private key file.
     pub path: PathBuf,
-    /// The one-time key's directory, removed on drop; `None` for the user's own key.
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Key {
-    /// The directory that holds a one-time key, if this is one.
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_ref().map(|d| d.path())
-    }
 }
 
 /// Which key `eic ssh` logs in with.
@@ -43,39 +34,50 @@ pub enum KeySource {
     Pushed(PathBuf),
 }
 
-/// The key to log in with.
-pub fn load(source: &KeySource) -> anyhow::Result<Key> {
+/// The key to log in with; a one-time key is written in `dir`.
+pub fn load(source: &KeySource, dir: &Path) -> anyhow::Result<Key> {
     match source {
-        KeySource::OneTime => generate(),
+        KeySource::OneTime => generate(dir),
         KeySource::Own(path) => existing(path),
         KeySource::Pushed(path) => from_file(path),
     }
 }
 
-/// Where one-time keys live: `$XDG_RUNTIME_DIR` (a per-user tmpfs) when set, else the temp dir.
-pub fn runtime_dir() -> PathBuf {
-    std::env::var_os("XDG_RUNTIME_DIR")
+/// A fresh private directory (0700) for one `eic ssh`: its one-time key and presigned URL,
+/// removed when dropped. It goes in `$XDG_RUNTIME_DIR` (a per-user tmpfs) only when that is
+/// ours and private (with `su`, it is still the invoking user's), else in the temp dir, where
+/// its fresh random name is safe.
+pub fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
+    let parent = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
-        .filter(|p| p.is_absolute() && p.is_dir())
-        .unwrap_or_else(std::env::temp_dir)
-}
-
-/// Makes a one-time Ed25519 key. The private half is only ever in memory and in a 0600 file
-/// inside a 0700 directory that is removed when the returned `Key` is dropped.
-pub fn generate() -> anyhow::Result<Key> {
-    let private = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
-        .context("cannot generate an Ed25519 key")?;
-    let public = private.public_key().to_openssh()?;
-    let parent = runtime_dir();
-    let dir = tempfile::Builder::new()
+        .filter(|p| p.is_absolute() && is_private_dir(p))
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new()
         .prefix("eic-")
         .permissions(Permissions::from_mode(0o700))
         .tempdir_in(&parent)
-        .with_context(|| format!("cannot create a private directory in {}", parent.display()))?;
-    let path = dir.path().join("id_ed25519");
+        .with_context(|| format!("cannot create a private directory in {}", parent.display()))
+}
+
+/// Whether `path` is a directory (not a link to one) owned by this user, with no access for
+/// anyone else.
+pub fn is_private_dir(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path).is_ok_and(|m| {
+        m.is_dir() && m.uid() == nix::unistd::getuid().as_raw() && m.mode() & 0o077 == 0
+    })
+}
+
+/// Makes a one-time Ed25519 key in `dir`. The private half is only ever in memory and in a
+/// 0600 file there.
+pub fn generate(dir: &Path) -> anyhow::Result<Key> {
+    let private = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+        .context("cannot generate an Ed25519 key")?;
+    let public = private.public_key().to_openssh()?;
+    let path = dir.join("id_ed25519");
     let pem = private.to_openssh(LineEnding::LF)?;
     write_file(&path, pem.as_bytes(), 0o600, false)?;
-    Ok(Key { public: Some(public), path, dir: Some(dir) })
+    Ok(Key { public: Some(public), path })
 }
 
 /// The user's own private key, used as it is (the AWS CLI's `--private-key-file`): it must
@@ -89,7 +91,7 @@ pub fn existing(path: &Path) -> anyhow::Result<Key> {
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Err(unreadable("not a file".into()));
     }
-    Ok(Key { public: None, path: path.to_path_buf(), dir: None })
+    Ok(Key { public: None, path: path.to_path_buf() })
 }
 
 /// The user's own private key: its public half comes from the key itself (OpenSSH format,
@@ -114,7 +116,7 @@ pub fn from_file(path: &Path) -> anyhow::Result<Key> {
                 .to_openssh()?
         }
     };
-    Ok(Key { public: Some(public), path: path.to_path_buf(), dir: None })
+    Ok(Key { public: Some(public), path: path.to_path_buf() })
 }
 
 /// eic's dedicated key for ssh_config use (`~/.ssh/eic_ed25519` unless `path` is given),
@@ -133,10 +135,13 @@ pub fn dedicated(path: Option<&Path>) -> anyhow::Result<Key> {
 
 /// `$HOME/.ssh/eic_ed25519`.
 pub fn default_dedicated_path() -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| error::config("HOME is not set: cannot find ~/.ssh"))?;
-    Ok(PathBuf::from(home).join(".ssh").join("eic_ed25519"))
+    Ok(home()?.join(".ssh").join("eic_ed25519"))
+}
+
+/// `$HOME`.
+pub fn home() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty());
+    home.map(PathBuf::from).ok_or_else(|| error::config("HOME is not set: cannot find ~/.ssh"))
 }
 
 fn create_dedicated(path: &Path) -> anyhow::Result<()> {
@@ -184,14 +189,15 @@ mod tests {
 
     #[test]
     fn one_time_key_is_private_and_removed_on_drop() {
-        let key = generate().unwrap();
+        let scratch = scratch_dir().unwrap();
+        let key = generate(scratch.path()).unwrap();
         assert!(key.public.as_ref().unwrap().starts_with("ssh-ed25519 AAAA"));
-        let dir = key.dir().unwrap().to_path_buf();
+        let dir = scratch.path().to_path_buf();
         assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         assert_eq!(fs::metadata(&key.path).unwrap().permissions().mode() & 0o777, 0o600);
         let reread = from_file(&key.path).unwrap();
         assert_eq!(reread.public, key.public);
-        drop(key);
+        drop(scratch);
         assert!(!dir.exists());
     }
 
@@ -216,10 +222,7 @@ mod tests {
         fs::write(&pem, "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n")
             .unwrap();
         let key = existing(&pem).unwrap();
-        assert_eq!(
-            (key.path.as_path(), key.public.as_deref(), key.dir()),
-            (pem.as_path(), None, None)
-        );
+        assert_eq!((key.path.as_path(), key.public.as_deref()), (pem.as_path(), None));
         assert!(from_file(&pem).is_err(), "its public half cannot be pushed");
     }
 }

@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Plan::Ssh(plan) => cmd::ssh::run(&settings, plan).await,
             Plan::OpenTunnel(plan) => cmd::open_tunnel::run(&settings, plan).await,
             Plan::Listen(plan) => cmd::listen::run(&settings, plan).await,
+            Plan::Presigned(plan) => cmd::open_tunnel::presigned(&settings, plan).await,
             Plan::Proxy(plan) => cmd::proxy::run(&settings, plan).await,
             Plan::SshConfig { install } => cmd::ssh_config::run(install),
             Plan::Completions(shell) => cmd::completions::run(shell),

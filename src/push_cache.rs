@@ -1,10 +1,12 @@
 //! One key push per instance, user and key while the pushed key is valid, shared by every ssh
 //! that starts at the same moment (scp -r, rsync, Ansible forks) through a locked cache file.
+//! The cache only saves pushes: any problem with it gives one warning and a push without it,
+//! never a failed login.
 
-use std::fs::{self, OpenOptions, Permissions};
+use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,23 +18,28 @@ use crate::keys;
 /// Pushed keys are valid for 60 s; a push younger than this is reused, leaving time to log in.
 pub const FRESH_FOR: Duration = Duration::from_secs(40);
 
-/// This user's cache directory: 0700, owned by us, under `$XDG_RUNTIME_DIR` or the temp dir.
+/// This user's cache directory, created 0700 and used only while it is ours and private:
+/// `$XDG_RUNTIME_DIR/eic` when `XDG_RUNTIME_DIR` is itself ours and private, else
+/// `~/.cache/eic` (never a predictable name in a shared directory such as /tmp).
 fn cache_dir() -> anyhow::Result<PathBuf> {
-    let uid = nix::unistd::getuid().as_raw();
-    let dir = keys::runtime_dir().join(format!("eic-cache-{uid}"));
-    match fs::create_dir(&dir) {
-        Ok(()) => fs::set_permissions(&dir, Permissions::from_mode(0o700))?,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let dir = match runtime.filter(|p| p.is_absolute() && keys::is_private_dir(p)) {
+        Some(runtime) => runtime.join("eic"),
+        None => keys::home()?.join(".cache").join("eic"),
+    };
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let meta = fs::symlink_metadata(&dir)?;
-    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
-        anyhow::bail!(
-            "{} is not a private directory of this user: remove it and retry",
-            dir.display()
-        );
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("cannot create {}", dir.display()))
+        }
+        _ if !keys::is_private_dir(&dir) => {
+            anyhow::bail!("{} is not a private directory of this user", dir.display())
+        }
+        _ => Ok(dir),
     }
-    Ok(dir)
 }
 
 /// Runs `push` unless the same key was pushed for the same instance and user less than
@@ -49,31 +56,49 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let digest = Sha256::digest(format!("{instance}\0{user}\0{public_key}"));
-    let path = cache_dir()?.join(hex_prefix(&digest));
+    let mut file = match locked(&hex_prefix(&digest)).await {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("eic: warning: pushing the key without the push cache: {e:#}");
+            push().await?;
+            return Ok(true);
+        }
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    if text.trim().parse::<u64>().is_ok_and(|pushed_at| fresh(pushed_at, now)) {
+        tracing::debug!("the key was pushed less than {} s ago; reusing it", FRESH_FOR.as_secs());
+        return Ok(false);
+    }
+    push().await?;
+    let recorded = file.set_len(0).and_then(|()| file.seek(SeekFrom::Start(0)));
+    if let Err(e) = recorded.and_then(|_| writeln!(file, "{now}")) {
+        eprintln!("eic: warning: cannot record the push in the push cache: {e}");
+    }
+    Ok(true)
+}
+
+/// A push at `pushed_at` is still fresh at `now`. A clock stepped backwards makes `now` earlier
+/// than the push: that push is not trusted.
+fn fresh(pushed_at: u64, now: u64) -> bool {
+    pushed_at <= now && now < pushed_at.saturating_add(FRESH_FOR.as_secs())
+}
+
+/// The cache file `name`, locked (the lock goes when the file is closed, however eic ends).
+/// A symbolic link there is never followed.
+async fn locked(name: &str) -> anyhow::Result<File> {
+    let path = cache_dir()?.join(name);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(&path)
-        .with_context(|| format!("cannot open the push cache {}", path.display()))?;
-    // The lock is released when `file` is dropped (or the process ends), whatever happens.
-    let mut file = tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await??;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
-    if let Ok(pushed_at) = text.trim().parse::<u64>() {
-        if now.saturating_sub(pushed_at) < FRESH_FOR.as_secs() {
-            tracing::debug!("key pushed {} s ago; reusing it", now - pushed_at);
-            return Ok(false);
-        }
-    }
-    push().await?;
-    file.set_len(0)?;
-    file.seek(SeekFrom::Start(0))?;
-    writeln!(file, "{now}")?;
-    Ok(true)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await??)
 }
 
 fn hex_prefix(digest: &[u8]) -> String {
@@ -108,6 +133,22 @@ mod tests {
         // Another user is another push.
         let again = push_once("i-0cache", "ubuntu", &key, || async { Ok(()) }).await.unwrap();
         assert!(again);
+    }
+
+    #[test]
+    fn only_a_push_in_the_last_40_seconds_is_fresh() {
+        for (pushed_at, now, want) in [
+            (1000, 1000, true),
+            (1000, 1039, true),
+            (1000, 1040, false),
+            (1000, 999, false),
+            (1000, 0, false),
+            (u64::MAX - 10, u64::MAX - 5, true),
+            (u64::MAX, u64::MAX, false),
+            (0, u64::MAX, false),
+        ] {
+            assert_eq!(fresh(pushed_at, now), want, "pushed at {pushed_at}, now {now}");
+        }
     }
 
     #[tokio::test]

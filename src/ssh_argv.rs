@@ -6,38 +6,44 @@ use std::path::{Path, PathBuf};
 
 use crate::presign::TunnelTarget;
 
-/// The tunnel the ProxyCommand child opens: everything resolved, so it makes no API call.
+/// The tunnel the ProxyCommand child opens: everything resolved and the URL presigned, so it
+/// makes no API call and holds no credentials.
 #[derive(Debug, Clone)]
 pub struct ProxyCommand {
     /// This very binary (`std::env::current_exe()`).
     pub exe: PathBuf,
     pub target: TunnelTarget,
-    pub region: String,
+    /// The private file that holds the presigned URL.
+    pub url_file: PathBuf,
+    pub ca_bundle: Option<PathBuf>,
     pub debug: bool,
 }
 
 impl ProxyCommand {
     /// The `ProxyCommand` value. ssh runs it with `$SHELL -c`, after expanding `%` tokens, so
     /// every word is single-quoted and every `%` doubled. Nothing secret goes here: argv is
-    /// visible to every user in `ps`; credentials reach the child through its environment.
+    /// visible to every user in `ps`; the URL is in a file only this user can read.
     pub fn command(&self) -> String {
-        let mut words = vec![
-            self.exe.display().to_string(),
-            "open-tunnel".into(),
-            "--region".into(),
-            self.region.clone(),
+        let path = |p: &Path| p.display().to_string();
+        let target = &self.target;
+        let mut words = vec![path(&self.exe), "open-tunnel".into()];
+        if let Some(bundle) = &self.ca_bundle {
+            words.extend(["--ca-bundle".into(), path(bundle)]);
+        }
+        words.extend([
             "--instance-connect-endpoint-id".into(),
-            self.target.endpoint_id.clone(),
+            target.endpoint_id.clone(),
             "--instance-connect-endpoint-dns-name".into(),
-            self.target.dns_name.to_string(),
+            target.dns_name.as_str().into(),
             "--private-ip-address".into(),
-            self.target.private_ip.to_string(),
+            target.private_ip.to_string(),
             "--remote-port".into(),
-            self.target.remote_port.to_string(),
-        ];
-        if let Some(secs) = self.target.max_tunnel_duration {
+            target.remote_port.to_string(),
+        ]);
+        if let Some(secs) = target.max_tunnel_duration {
             words.extend(["--max-tunnel-duration".into(), secs.to_string()]);
         }
+        words.extend(["--presigned-url-file".into(), path(&self.url_file)]);
         if self.debug {
             words.push("--debug".into());
         }
@@ -286,7 +292,8 @@ mod tests {
                     remote_port: 22,
                     max_tunnel_duration: Some(600),
                 },
-                region: "us-east-1".into(),
+                url_file: "/run/user/1000/eic-abc/tunnel-url".into(),
+                ca_bundle: None,
                 debug: false,
             }),
             local_forwarding: Some("8080:localhost:80".into()),
@@ -302,7 +309,7 @@ mod tests {
             args,
             [
                 "-o",
-                "ProxyCommand='/opt/my tools/100%%/eic' open-tunnel --region us-east-1 --instance-connect-endpoint-id eice-1 --instance-connect-endpoint-dns-name eice-1.example.com --private-ip-address 10.0.0.5 --remote-port 22 --max-tunnel-duration 600",
+                "ProxyCommand='/opt/my tools/100%%/eic' open-tunnel --instance-connect-endpoint-id eice-1 --instance-connect-endpoint-dns-name eice-1.example.com --private-ip-address 10.0.0.5 --remote-port 22 --max-tunnel-duration 600 --presigned-url-file /run/user/1000/eic-abc/tunnel-url",
                 "-i",
                 "/run/user/1000/eic-abc/id_ed25519",
                 "-o",

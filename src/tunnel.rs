@@ -267,9 +267,18 @@ pub fn tls_config(ca_bundle: Option<&CaBundle>) -> anyhow::Result<Arc<rustls::Cl
     Ok(Arc::new(config))
 }
 
-/// Opens tunnels to one target, each with a freshly presigned URL.
+/// How an [`Opener`] gets each tunnel's URL.
+pub enum Signer {
+    /// Presigned afresh for every tunnel, with credentials refreshed as they expire.
+    Credentials(Arc<Signing>),
+    /// Presigned by the parent `eic ssh` (valid 60 s): its ProxyCommand child holds no
+    /// credentials at all.
+    Url(String),
+}
+
+/// Opens tunnels to one target.
 pub struct Opener {
-    signing: Arc<Signing>,
+    signer: Signer,
     target: TunnelTarget,
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
@@ -277,12 +286,12 @@ pub struct Opener {
 
 impl Opener {
     pub fn new(
-        signing: Arc<Signing>,
+        signer: Signer,
         ca_bundle: Option<&CaBundle>,
         target: TunnelTarget,
         timeout: Duration,
     ) -> anyhow::Result<Opener> {
-        Ok(Opener { signing, target, tls: tls_config(ca_bundle)?, timeout })
+        Ok(Opener { signer, target, tls: tls_config(ca_bundle)?, timeout })
     }
 
     pub fn target(&self) -> &TunnelTarget {
@@ -290,9 +299,14 @@ impl Opener {
     }
 
     pub async fn open(&self) -> anyhow::Result<Tunnel> {
-        let credentials = self.signing.credentials().await?;
-        let url =
-            presign::presign(&self.target, &credentials, &self.signing.region, SystemTime::now())?;
+        let url = match &self.signer {
+            Signer::Credentials(signing) => {
+                let credentials = signing.credentials().await?;
+                let now = SystemTime::now();
+                presign::presign(&self.target, &credentials, &signing.region, now)?
+            }
+            Signer::Url(url) => url.clone(),
+        };
         tracing::debug!(url = %presign::redact(&url), "opening tunnel");
         connect(&url, &self.target.dns_name, self.tls.clone(), self.timeout).await
     }

@@ -14,7 +14,7 @@ use crate::aws::{Aws, CaBundle, Settings, Signing};
 use crate::cli::TunnelPlan;
 use crate::presign::TunnelTarget;
 use crate::resolve::{self, GivenEndpoint, TunnelTo};
-use crate::tunnel::Opener;
+use crate::tunnel::{Opener, Signer};
 
 /// Writes command output to stdout; a reader that went away (`| head`) is not an error.
 fn print_out(bytes: &[u8]) -> anyhow::Result<i32> {
@@ -51,5 +51,5 @@ async fn opener(settings: &Settings, plan: TunnelPlan) -> anyhow::Result<Opener>
         }
     };
     tracing::debug!(?target, "tunnel target");
-    Opener::new(signing, ca_bundle.as_ref(), target, plan.connect_timeout)
+    Opener::new(Signer::Credentials(signing), ca_bundle.as_ref(), target, plan.connect_timeout)
 }

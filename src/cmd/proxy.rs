@@ -6,7 +6,7 @@ use crate::aws::{Aws, Settings};
 use crate::cli::ProxyPlan;
 use crate::presign::TunnelTarget;
 use crate::resolve;
-use crate::tunnel::Opener;
+use crate::tunnel::{Opener, Signer};
 use crate::{keys, local, push_cache};
 
 pub async fn run(settings: &Settings, plan: ProxyPlan) -> anyhow::Result<i32> {
@@ -31,7 +31,12 @@ pub async fn run(settings: &Settings, plan: ProxyPlan) -> anyhow::Result<i32> {
         remote_port: plan.port,
         max_tunnel_duration: None,
     };
-    let opener = Opener::new(aws.signing, aws.ca_bundle.as_ref(), target, plan.connect_timeout)?;
+    let opener = Opener::new(
+        Signer::Credentials(aws.signing),
+        aws.ca_bundle.as_ref(),
+        target,
+        plan.connect_timeout,
+    )?;
     local::relay_stdio(&opener).await?;
     Ok(0)
 }

@@ -2,15 +2,16 @@
 //! with eic itself as the ProxyCommand when the route goes through an endpoint.
 
 use std::process::ExitStatus;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use tempfile::TempDir;
 
 use crate::aws::{Aws, Settings};
 use crate::cli::SshPlan;
 use crate::error;
-use crate::keys::{self, Key};
-use crate::presign::TunnelTarget;
+use crate::keys;
+use crate::presign::{self, TunnelTarget};
 use crate::resolve::{self, InstanceRef, Route, Via};
 use crate::signals::{Signal, Signals};
 use crate::ssh_argv::{self, ProxyCommand, SshCommand};
@@ -22,20 +23,19 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
         prepared = prepare(settings, &plan) => prepared?,
         signal = signals.recv() => return Err(signal.error()),
     };
-    let Prepared { command, key, env } = prepared;
+    let Prepared { command, scratch } = prepared;
     if plan.dry_run {
         return super::print_out(format!("{}\n", command.display()).as_bytes());
     }
-    let status = run_ssh(&command, &env, &key, &mut signals).await?;
-    drop(key);
+    let status = run_ssh(&command, &mut signals).await?;
+    drop(scratch);
     Ok(exit_code(status))
 }
 
 struct Prepared {
     command: SshCommand,
-    key: Key,
-    /// Variables set (or removed) for ssh, and so for the ProxyCommand child.
-    env: Vec<(&'static str, Option<String>)>,
+    /// The one-time key and the presigned URL, removed with it.
+    scratch: TempDir,
 }
 
 async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared> {
@@ -44,7 +44,8 @@ async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared
             "ssh not found on PATH: install the OpenSSH client (e.g. `apt-get install openssh-client`)",
         )
     })?;
-    let key = keys::load(&plan.key)?;
+    let scratch = keys::scratch_dir()?;
+    let key = keys::load(&plan.key, scratch.path())?;
     let aws = Aws::load(settings).await?;
 
     // DescribeInstances, the endpoint lookup and the key push are independent: all three go out
@@ -95,8 +96,17 @@ async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared
                 remote_port: plan.port,
                 max_tunnel_duration,
             };
-            let region = aws.region.clone();
-            (ip, Some(ProxyCommand { exe, target, region, debug: plan.debug }))
+            // The child gets a URL presigned here (valid 60 s, for this endpoint, address and
+            // port), in a file only this user can read: ssh's environment, which reaches its
+            // SendEnv, -v output and every command it starts, carries no credential.
+            let url_file = scratch.path().join("tunnel-url");
+            if !plan.dry_run {
+                let credentials = aws.signing.credentials().await?;
+                let url = presign::presign(&target, &credentials, &aws.region, SystemTime::now())?;
+                keys::write_file(&url_file, url.as_bytes(), 0o600, false)?;
+            }
+            let ca_bundle = aws.ca_bundle.as_ref().map(|b| b.path.clone());
+            (ip, Some(ProxyCommand { exe, target, url_file, ca_bundle, debug: plan.debug }))
         }
     };
     if let Some(pushed) = pushed {
@@ -115,18 +125,17 @@ async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared
         verbose: plan.debug,
         extra: plan.ssh_args.clone(),
     };
-    // The ProxyCommand child gets the credentials through its environment, never its argv.
-    let credentials = aws.signing.credentials().await?;
-    let mut env = vec![
-        ("AWS_ACCESS_KEY_ID", Some(credentials.access_key_id().to_string())),
-        ("AWS_SECRET_ACCESS_KEY", Some(credentials.secret_access_key().to_string())),
-        ("AWS_SESSION_TOKEN", credentials.session_token().map(str::to_string)),
-    ];
-    if let Some(bundle) = &aws.ca_bundle {
-        env.push(("AWS_CA_BUNDLE", Some(bundle.path.display().to_string())));
-    }
-    Ok(Prepared { command, key, env })
+    Ok(Prepared { command, scratch })
 }
+
+/// The environment variables that hold AWS secrets.
+const CREDENTIAL_VARIABLES: [&str; 5] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
 
 /// The result of a spawned lookup.
 async fn joined<T>(task: tokio::task::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
@@ -134,21 +143,15 @@ async fn joined<T>(task: tokio::task::JoinHandle<anyhow::Result<T>>) -> anyhow::
 }
 
 /// Runs ssh as a child, passing on the signals a shell would, and returns its status.
-async fn run_ssh(
-    command: &SshCommand,
-    env: &[(&str, Option<String>)],
-    key: &Key,
-    signals: &mut Signals,
-) -> anyhow::Result<ExitStatus> {
+async fn run_ssh(command: &SshCommand, signals: &mut Signals) -> anyhow::Result<ExitStatus> {
     let mut cmd = tokio::process::Command::new(&command.ssh);
     cmd.args(command.args());
-    for (name, value) in env {
-        match value {
-            Some(value) => cmd.env(name, value),
-            None => cmd.env_remove(name),
-        };
+    // No credential reaches ssh, whose environment goes to SendEnv, `-v` and every command it
+    // starts (ProxyCommand, LocalCommand, KnownHostsCommand, Match exec).
+    for name in CREDENTIAL_VARIABLES {
+        cmd.env_remove(name);
     }
-    tracing::debug!(key = %key.path.display(), "running {}", command.ssh.display());
+    tracing::debug!(key = %command.key.display(), "running {}", command.ssh.display());
     let mut child = cmd.spawn().with_context(|| format!("cannot run {}", command.ssh.display()))?;
     let pid = child.id();
     let mut interrupted_by = None;

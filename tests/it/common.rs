@@ -108,6 +108,14 @@ impl Lab {
     }
 }
 
+/// A directory as `XDG_RUNTIME_DIR` is (the XDG spec: owned by the user, mode 0700), which eic
+/// uses for its one-time keys and push cache only when it is so.
+pub fn runtime_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let private = std::fs::Permissions::from_mode(0o700);
+    tempfile::Builder::new().prefix("eic-xdg").permissions(private).tempdir().unwrap()
+}
+
 pub fn eic_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_eic"))
 }

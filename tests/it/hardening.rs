@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{run, text, Lab, TunnelListener, INSTANCE};
 use eic_standin::{Credential, Faults, World};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -346,6 +346,53 @@ async fn no_secret_on_any_output_or_argv_with_debug() {
     assert_clean("dry-run stdout", &text(&out.stdout));
 }
 
+/// The environment of process `pid`, one `NAME=value` per line.
+fn environ(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    String::from_utf8_lossy(&raw).replace('\0', "\n")
+}
+
+#[tokio::test]
+async fn ssh_and_its_commands_get_no_credential_in_their_environment() {
+    let lab = Lab::start_with(secret_world).await;
+    let runtime = crate::common::runtime_dir();
+    let user = lab.sshd.user().to_string();
+    // `SendEnv AWS_*` (a user's ssh_config may have it), `-v` from --debug, and a remote
+    // command that prints the environment it got.
+    let mut args = vec!["--debug", "ssh", "--instance-id", INSTANCE, "--os-user", &user, "--"];
+    let options = lab.ssh_options();
+    args.extend(options.iter().map(String::as_str));
+    args.extend(["-o", "SendEnv=AWS_*", "env; echo started; exec sleep 60"]);
+    let mut cmd = lab.eic(&args);
+    cmd.env("XDG_RUNTIME_DIR", runtime.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut remote_env = String::new();
+    while !remote_env.ends_with("started\n") {
+        let read = tokio::time::timeout(LIMIT, stdout.read_line(&mut remote_env));
+        assert!(read.await.unwrap().unwrap() > 0, "ssh ended early: {remote_env}");
+    }
+    assert_clean("the remote command's environment", &remote_env);
+    let ssh = child_named(child.id().unwrap(), "ssh").expect("eic's ssh child");
+    let proxy = child_named(ssh, "eic").expect("ssh's ProxyCommand child, eic");
+    for (what, pid) in [("ssh", ssh), ("the ProxyCommand child", proxy)] {
+        let env = environ(pid);
+        assert_clean(&format!("{what}'s environment"), &env);
+        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+            assert!(!env.contains(&format!("{name}=")), "{what} has {name}:\n{env}");
+        }
+    }
+    let pid = child.id().unwrap().to_string();
+    let term = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(term.unwrap().success());
+    let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
+    assert!(stderr.contains("debug1:"), "ssh -v logs: {stderr}");
+    assert_clean("stderr with --debug and SendEnv AWS_*", &stderr);
+}
+
 // ---- Keys under every exit path ----
 
 /// The pid of `parent`'s child whose command name is `name`.
@@ -362,7 +409,7 @@ fn child_named(parent: u32, name: &str) -> Option<u32> {
 #[tokio::test]
 async fn sigkill_of_ssh_still_removes_the_key() {
     let lab = Lab::start().await;
-    let runtime = tempfile::tempdir().unwrap();
+    let runtime = crate::common::runtime_dir();
     let user = lab.sshd.user().to_string();
     let mut args = vec!["ssh", "--instance-id", INSTANCE, "--os-user", &user, "--"];
     let options = lab.ssh_options();

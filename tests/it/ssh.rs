@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{run, text, Lab, ENDPOINT, INSTANCE};
+use crate::common::{run, runtime_dir, text, Lab, ENDPOINT, INSTANCE};
 use eic_standin::{Endpoint, Instance, Sshd, StandIn, World};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -23,10 +23,6 @@ fn eic_ssh(lab: &Lab, runtime: &tempfile::TempDir, eic_args: &[&str], remote: &[
     let mut cmd = lab.eic(&args);
     cmd.env("XDG_RUNTIME_DIR", runtime.path());
     cmd
-}
-
-fn runtime_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("eic-xdg").tempdir().unwrap()
 }
 
 fn assert_no_key_left(runtime: &tempfile::TempDir) {
@@ -478,7 +474,7 @@ async fn no_secret_in_any_argv_and_no_api_call_from_the_proxy() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let argvs = text(&out.stdout);
     assert!(
-        argvs.contains("open-tunnel --region"),
+        argvs.contains("--presigned-url-file"),
         "the ProxyCommand child was not seen:\n{argvs}"
     );
     let stderr = text(&out.stderr);
@@ -560,4 +556,18 @@ async fn the_key_is_removed_on_every_way_out() {
         assert_eq!(status.code(), Some(code), "{signal}");
         assert_no_key_left(&runtime);
     }
+}
+
+#[tokio::test]
+async fn a_runtime_dir_that_is_not_private_gets_no_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::start().await;
+    // With `su`, XDG_RUNTIME_DIR is still the invoking user's; here, one others can write to.
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(&mut eic_ssh(&lab, &shared, &["--dry-run"], &["true"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    assert!(line.contains("/id_ed25519"), "{line}");
+    assert!(!line.contains(&shared.path().display().to_string()), "a key in {shared:?}: {line}");
 }

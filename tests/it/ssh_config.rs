@@ -260,3 +260,53 @@ async fn completions_and_man_page() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).starts_with(".ie") && text(&out.stdout).contains(".TH eic 1"));
 }
+
+#[tokio::test]
+async fn the_push_cache_is_private_and_only_ever_saves_pushes() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let lab = Lab::start().await;
+    let config = installed(&lab).await;
+    let by_id = format!("{}@{INSTANCE}", lab.sshd.user());
+    let login = |env: &[(&str, &Path)]| {
+        let mut cmd = tool(&lab, "ssh", &config, &[&by_id, "echo ok"]);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        cmd
+    };
+    let pushes = || lab.standin.count("SendSSHPublicKey");
+    let cache = lab.home.path().join(".cache/eic");
+
+    // Another user got to the old predictable name first (/tmp/eic-cache-UID), and
+    // XDG_RUNTIME_DIR is a directory others can write to: neither is used.
+    let tmp = tempfile::tempdir().unwrap();
+    let uid = std::fs::metadata(lab.home.path()).unwrap().uid();
+    std::fs::write(tmp.path().join(format!("eic-cache-{uid}")), "squatted").unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    for env in [&[("TMPDIR", tmp.path())][..], &[("XDG_RUNTIME_DIR", shared.path())]] {
+        let out = run(&mut login(env), LIMIT).await;
+        assert_eq!(out.status.code(), Some(0), "{env:?}: {}", text(&out.stderr));
+    }
+    assert_eq!(std::fs::read_dir(shared.path()).unwrap().count(), 0, "nothing in a shared dir");
+    assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o7777, 0o700);
+    assert_eq!(pushes(), 1, "the second login used the cache in ~/.cache/eic");
+    let entry = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+
+    // A link planted in place of the cache file is not followed: its target stays untouched,
+    // and the login goes on with one warning and a push.
+    std::fs::remove_file(&entry).unwrap();
+    let victim = tmp.path().join("victim");
+    std::os::unix::fs::symlink(&victim, &entry).unwrap();
+    let out = run(&mut login(&[]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warning: pushing the key without the push cache"));
+    assert!(!victim.exists(), "the link was followed");
+    assert_eq!(pushes(), 2);
+
+    // A push recorded in the future (the clock was stepped back since) is not trusted.
+    std::fs::remove_file(&entry).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    std::fs::write(&entry, format!("{}\n", now.as_secs() + 3600)).unwrap();
+    let out = run(&mut login(&[]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(pushes(), 3, "a push from the future was reused");
+}
