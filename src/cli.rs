@@ -140,6 +140,10 @@ pub struct SshConfigArgs {
     /// Write the block to ~/.ssh/eic_config and include it from the top of ~/.ssh/config.
     #[arg(long)]
     pub install: bool,
+    /// Install even where your own config already sets User, ProxyCommand or ProxyJump for
+    /// instance ids or NAME.eic (eic's block, read first, would override them).
+    #[arg(long, requires = "install")]
+    pub force: bool,
 }
 
 /// How `eic ssh` reaches the instance, as the AWS CLI defines it.
@@ -286,6 +290,7 @@ pub enum Plan {
     Proxy(ProxyPlan),
     SshConfig {
         install: bool,
+        force: bool,
     },
     Completions(clap_complete::Shell),
     Man(Option<String>),
@@ -349,7 +354,9 @@ impl Cli {
                 key_file: args.key_file,
                 connect_timeout: Duration::from_secs(args.connect_timeout.into()),
             }),
-            Command::SshConfig(args) => Plan::SshConfig { install: args.install },
+            Command::SshConfig(args) => {
+                Plan::SshConfig { install: args.install, force: args.force }
+            }
             Command::Completions { shell } => Plan::Completions(shell),
             Command::Man { command } => Plan::Man(command),
         };

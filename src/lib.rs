@@ -45,7 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Plan::Listen(plan) => cmd::listen::run(&settings, plan).await,
             Plan::Presigned(plan) => cmd::open_tunnel::presigned(&settings, plan).await,
             Plan::Proxy(plan) => cmd::proxy::run(&settings, plan).await,
-            Plan::SshConfig { install } => cmd::ssh_config::run(install),
+            Plan::SshConfig { install, force } => cmd::ssh_config::run(install, force),
             Plan::Completions(shell) => cmd::completions::run(shell),
             Plan::Man(command) => cmd::man::run(command.as_deref()),
         }

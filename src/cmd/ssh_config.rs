@@ -11,7 +11,7 @@ use crate::error;
 use crate::keys::{self, write_file};
 use crate::ssh_argv::{config_path, config_quote, shell_quote};
 
-pub fn run(install_it: bool) -> anyhow::Result<i32> {
+pub fn run(install_it: bool, force: bool) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("cannot find eic's own path")?;
     let exe = stable_exe(&exe, std::env::var_os("PATH"));
     let key = keys::dedicated(None)?;
@@ -21,9 +21,22 @@ pub fn run(install_it: bool) -> anyhow::Result<i32> {
     }
     let ssh_dir =
         key.path.parent().ok_or_else(|| error::config("cannot find ~/.ssh"))?.to_path_buf();
-    let done = install(&ssh_dir, &block)?;
     let ours = ssh_dir.join("eic_config");
     let config = ssh_dir.join("config");
+    let overridden = overridden(&config, &include_line(&ours))?;
+    if !overridden.is_empty() {
+        let list = overridden.iter().map(|o| format!("\n  {o}")).collect::<String>();
+        let what = format!(
+            "your ssh config already sets these for the hosts eic's block is for, and the block, read first, would override them:{list}"
+        );
+        if !force {
+            return Err(error::config(format!(
+                "{what}\nleave those hosts to your config, or install anyway with --force"
+            )));
+        }
+        eprintln!("eic: warning: {what}");
+    }
+    let done = install(&ssh_dir, &block)?;
     match (done.block_written, done.include_added) {
         (false, false) => {
             eprintln!("eic: already installed: {} includes {}", config.display(), ours.display())
@@ -109,7 +122,7 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
             Err(_) => break,
         }
     }
-    let include = format!("Include {}", config_quote(&ours.display().to_string()));
+    let include = include_line(&ours);
     let existing = match fs::read_to_string(&config) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -132,6 +145,86 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
         done.include_added = true;
     }
     Ok(done)
+}
+
+/// The line that includes eic's block.
+fn include_line(ours: &Path) -> String {
+    format!("Include {}", config_quote(&ours.display().to_string()))
+}
+
+/// Names for which `ssh -G` shows what the user's config sets for eic's hosts.
+const PROBES: [&str; 2] = ["i-0123456789abcdef0", "web.eic"];
+
+/// Where the user's config (without eic's Include) sets `User`, `ProxyCommand` or `ProxyJump`
+/// for eic's hosts, as `FILE line N: LINE (for HOST)`. ssh keeps the first value it reads, so
+/// eic's Include at the top would override those.
+fn overridden(config: &Path, include: &str) -> anyhow::Result<Vec<String>> {
+    let Ok(text) = fs::read_to_string(config) else { return Ok(Vec::new()) };
+    let Some(ssh) = crate::ssh_argv::find_ssh() else {
+        eprintln!("eic: warning: ssh not found: cannot check what {} sets", config.display());
+        return Ok(Vec::new());
+    };
+    // Evaluated as if eic's Include were not there (blanked: the line numbers stay).
+    let scratch = tempfile::tempdir()?;
+    let copy = scratch.path().join("config");
+    let lines: Vec<&str> = text.lines().map(|l| if l.trim() == include { "" } else { l }).collect();
+    fs::write(&copy, lines.join("\n"))?;
+    let settings = |file: &Path, probe: &str| -> anyhow::Result<(String, String)> {
+        let mut ssh_g = std::process::Command::new(&ssh);
+        let out = ssh_g.args(["-G", "-vvv", "-F"]).arg(file).arg(probe).output();
+        let out = out.with_context(|| format!("cannot run {}", ssh.display()))?;
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            anyhow::bail!("{}", log.lines().last().unwrap_or("ssh -G failed"));
+        }
+        Ok((String::from_utf8_lossy(&out.stdout).into(), log))
+    };
+    let mut found = Vec::new();
+    for probe in PROBES {
+        let (default, _) = settings(Path::new("/dev/null"), probe)?;
+        let (mine, log) = match settings(&copy, probe) {
+            Ok(read) => read,
+            Err(e) => {
+                eprintln!("eic: warning: cannot check what {} sets: {e}", config.display());
+                return Ok(Vec::new());
+            }
+        };
+        for key in ["user", "proxycommand", "proxyjump"] {
+            let value = |text: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::to_string))
+            };
+            if value(&mine) != value(&default) {
+                let at = where_set(&log, key, &copy).map(|(file, line, text)| {
+                    let file = if file == copy { config.to_path_buf() } else { file };
+                    format!("{} line {line}: {text}", file.display())
+                });
+                let at = at.unwrap_or_else(|| format!("{} sets {key}", config.display()));
+                found.push(format!("{at} (for {probe})"));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The first line that sets `key` in the blocks that `ssh -G -vvv` says applied (`FILE line N:
+/// Applying options for ...`, `FILE line N: matched '...'`): its file, number and text.
+fn where_set(log: &str, key: &str, copy: &Path) -> Option<(PathBuf, usize, String)> {
+    let blocks = log.lines().filter_map(|l| {
+        let (head, tail) = l.split_once(" line ")?;
+        let (number, what) = tail.split_once(": ")?;
+        let applied = what.starts_with("Applying options for") || what.starts_with("matched '");
+        let file = head.split_once(": ").map_or(head, |(_, f)| f);
+        applied.then(|| Some((PathBuf::from(file), number.parse::<usize>().ok()?)))?
+    });
+    blocks.into_iter().find_map(|(file, start)| {
+        let text = fs::read_to_string(if file == copy { copy } else { &file }).ok()?;
+        let word = |l: &str| l.trim().split([' ', '\t', '=']).next().unwrap_or("").to_lowercase();
+        let body = text.lines().enumerate().skip(start);
+        let body = body.take_while(|(_, l)| !matches!(word(l).as_str(), "host" | "match"));
+        let (n, line) = body.into_iter().find(|(_, l)| word(l) == key)?;
+        Some((file.clone(), n + 1, line.trim().to_string()))
+    })
 }
 
 /// eic's path for the block: the `eic` on `path` (`PATH`) when that is this binary, so that a

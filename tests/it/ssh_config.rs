@@ -310,3 +310,29 @@ async fn the_push_cache_is_private_and_only_ever_saves_pushes() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(pushes(), 3, "a push from the future was reused");
 }
+
+#[tokio::test]
+async fn install_refuses_to_override_the_users_own_settings() {
+    let lab = Lab::start().await;
+    let config = lab.home.path().join(".ssh/config");
+    // AWS's documented Session Manager snippet, and a per-host user.
+    let users = "Host work\n    HostName work.example.com\n\nHost i-* mi-*\n    ProxyCommand sh -c \"aws ssm start-session --target %h --document-name AWS-StartSSHSession --parameters 'portNumber=%p'\"\n\nHost web.eic\n    User admin\n";
+    std::fs::write(&config, users).unwrap();
+    let out = run(&mut lab.eic(&["ssh-config", "--install"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(253), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let at = |line: u32| format!("{} line {line}: ", config.display());
+    assert!(stderr.contains(&format!("{}ProxyCommand sh -c", at(5))), "{stderr}");
+    assert!(stderr.contains(&format!("{}User admin (for web.eic)", at(8))), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), users, "nothing was changed");
+
+    let out = run(&mut lab.eic(&["ssh-config", "--install", "--force"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warning: your ssh config already sets"));
+    assert!(std::fs::read_to_string(&config).unwrap().contains("Include "));
+    // Once installed, eic's own Include is not taken for the user's setting; the user's still is.
+    let out = run(&mut lab.eic(&["ssh-config", "--install"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(253), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("eic_config"), "{}", text(&out.stderr));
+}
