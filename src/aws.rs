@@ -335,25 +335,27 @@ impl Instance {
                 .flat_map(|n| n.ipv6_addresses())
                 .find_map(|a| ip(a.ipv6_address()))
         });
+        // Everything shown as it came is made printable; the Name tag is kept as it is for
+        // matching, and shown through `error::printable`.
+        let text = |s: Option<&str>| s.map(error::printable);
         Instance {
-            id: i.instance_id().unwrap_or_default().to_string(),
-            state: i.state().and_then(|s| s.name()).map_or("unknown", |n| n.as_str()).to_string(),
+            id: error::printable(i.instance_id().unwrap_or_default()),
+            state: error::printable(
+                i.state().and_then(|s| s.name()).map_or("unknown", |n| n.as_str()),
+            ),
             private_ipv4: ip(i.private_ip_address()),
             public_ipv4: ip(i.public_ip_address()),
             ipv6,
-            vpc_id: i.vpc_id().map(str::to_string),
-            subnet_id: i.subnet_id().map(str::to_string),
-            availability_zone: i
-                .placement()
-                .and_then(|p| p.availability_zone())
-                .map(str::to_string),
+            vpc_id: text(i.vpc_id()),
+            subnet_id: text(i.subnet_id()),
+            availability_zone: text(i.placement().and_then(|p| p.availability_zone())),
             name: i
                 .tags()
                 .iter()
                 .find(|t| t.key() == Some("Name"))
                 .and_then(|t| t.value())
                 .map(str::to_string),
-            launch_time: i.launch_time().map(|t| t.to_string()),
+            launch_time: i.launch_time().map(|t| error::printable(&t.to_string())),
         }
     }
 }
@@ -372,12 +374,12 @@ pub struct Endpoint {
 impl Endpoint {
     fn from_sdk(e: &aws_sdk_ec2::types::Ec2InstanceConnectEndpoint) -> Endpoint {
         Endpoint {
-            id: e.instance_connect_endpoint_id().unwrap_or_default().to_string(),
-            state: e.state().map_or("unknown", |s| s.as_str()).to_string(),
+            id: error::printable(e.instance_connect_endpoint_id().unwrap_or_default()),
+            state: error::printable(e.state().map_or("unknown", |s| s.as_str())),
             dns_name: e.dns_name().map(str::to_string),
             fips_dns_name: e.fips_dns_name().map(str::to_string),
-            vpc_id: e.vpc_id().map(str::to_string),
-            subnet_id: e.subnet_id().map(str::to_string),
+            vpc_id: e.vpc_id().map(error::printable),
+            subnet_id: e.subnet_id().map(error::printable),
         }
     }
 }
@@ -400,11 +402,11 @@ where
     };
     let e = service.err();
     let code = e.code().unwrap_or("UnknownError");
-    let message = e.message().unwrap_or("no message");
+    let message = error::printable(e.message().unwrap_or("no message"));
     let denied = ["UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "AuthFailure"];
     let hint = hint(code).or_else(|| {
         denied.contains(&code).then(|| format!("your credentials must be allowed to call {action}"))
     });
     let hint = hint.map(|h| format!(" - {h}")).unwrap_or_default();
-    error::aws(format!("{what} failed: {code}: {message}{hint}"))
+    error::aws(format!("{what} failed: {}: {message}{hint}", error::printable(code)))
 }

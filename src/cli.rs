@@ -90,14 +90,15 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Connect to an instance with ssh, using a one-time key pushed with EC2 Instance Connect.
-    #[command(after_help = SSH_EXAMPLES)]
+    #[command(after_help = SSH_EXAMPLES, allow_negative_numbers = true)]
     Ssh(SshArgs),
     /// Open a WebSocket tunnel to a port of an instance through an EC2 Instance Connect Endpoint.
-    #[command(after_help = TUNNEL_EXAMPLES)]
+    #[command(after_help = TUNNEL_EXAMPLES, allow_negative_numbers = true)]
     OpenTunnel(TunnelArgs),
     /// ProxyCommand for ssh_config: push eic's key for USER, then tunnel stdin/stdout to HOST.
     #[command(
-        after_help = "In ~/.ssh/config (see `eic ssh-config`):\n    ProxyCommand eic proxy '%h' %p '%r'"
+        after_help = "In ~/.ssh/config (see `eic ssh-config`):\n    ProxyCommand eic proxy -- '%h' %p '%r'",
+        allow_negative_numbers = true
     )]
     Proxy(ProxyArgs),
     /// Print (or --install) an ~/.ssh/config block so ssh, scp, sftp and rsync reach instances.

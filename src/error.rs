@@ -59,6 +59,14 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
     error.chain().find_map(|e| e.downcast_ref::<Exit>()).map_or(OTHER, |e| e.code)
 }
 
+/// Text from the network (a close reason, an error message, a tag) made safe for a terminal:
+/// control characters are shown escaped (`\u{1b}`), never sent as they are.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +81,17 @@ mod tests {
         assert_eq!(exit_code(&wrapped), CONFIG);
         assert_eq!(exit_code(&interrupted()), INTERRUPTED);
         assert_eq!(exit_code(&aws("denied")), AWS);
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        for (raw, shown) in [
+            ("plain text, é ü", "plain text, é ü"),
+            ("\x1b[2J\x1b]0;pwned\x07", "\\u{1b}[2J\\u{1b}]0;pwned\\u{7}"),
+            ("two\r\nlines\0", "two\\r\\nlines\\u{0}"),
+            ("\u{9b}31m", "\\u{9b}31m"),
+        ] {
+            assert_eq!(printable(raw), shown);
+        }
     }
 }

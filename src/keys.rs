@@ -130,6 +130,17 @@ pub fn dedicated(path: Option<&Path>) -> anyhow::Result<Key> {
     if !path.exists() {
         create_dedicated(&path)?;
     }
+    // What ssh demands of a private key, before its public half is pushed for anyone.
+    use std::os::unix::fs::MetadataExt;
+    let private = fs::metadata(&path)
+        .is_ok_and(|m| m.uid() == nix::unistd::getuid().as_raw() && m.mode() & 0o077 == 0);
+    if !private {
+        return Err(error::usage(format!(
+            "--key-file {}: the key must be yours and readable by you only: chmod 600 {}",
+            path.display(),
+            path.display()
+        )));
+    }
     from_file(&path)
 }
 

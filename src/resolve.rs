@@ -133,7 +133,9 @@ pub async fn instance(aws: &Aws, which: &InstanceRef) -> anyhow::Result<Instance
 
 async fn by_name(aws: &Aws, name: &str) -> anyhow::Result<Instance> {
     let region = &aws.region;
+    // EC2's tag filters take `*` and `?` as wildcards: only exact matches count.
     let mut found = aws.instances(Instances::Named(name)).await?;
+    found.retain(|i| i.name.as_deref() == Some(name));
     if found.is_empty() {
         // EC2's tag filters are case-sensitive, and ssh lowercases host names (`ssh Web-1.eic`
         // looks for web-1).
@@ -160,7 +162,7 @@ fn instance_table(instances: &[Instance]) -> String {
         .chain(instances.iter().map(|i| {
             [
                 i.id.clone(),
-                or_dash(&i.name),
+                i.name.as_deref().map_or("-".into(), error::printable),
                 i.state.clone(),
                 i.private_ipv4.map_or("-".into(), |ip| ip.to_string()),
                 or_dash(&i.availability_zone),

@@ -81,3 +81,53 @@ impl Signals {
         }
     }
 }
+
+/// Waits for `child` (ssh) as a shell waits for its foreground job, and returns its exit status
+/// as a shell reports it (its code, or 128 + the signal that ended it). Signals are passed on:
+/// ssh decides how to end after SIGINT; after the others it gets 5 s, then SIGKILL, and eic
+/// ends with the signal's code. When ssh stops (`~^Z`), eic stops too, so that the shell gets
+/// the terminal back; when eic is continued, it continues ssh.
+#[cfg(unix)]
+pub async fn foreground(child: std::process::Child, signals: &mut Signals) -> anyhow::Result<i32> {
+    use nix::sys::signal::{kill, raise, Signal as Nix};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
+    let pid = child.id();
+    let nix_pid = Pid::from_raw(i32::try_from(pid)?);
+    // The child is reaped here, by waitpid, and never through `child`.
+    let mut waiter = tokio::task::spawn_blocking(move || loop {
+        match waitpid(nix_pid, Some(WaitPidFlag::WUNTRACED)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
+            Ok(WaitStatus::Stopped(..)) => {
+                // SIGSTOP, not SIGTSTP: a process group without a shell ignores SIGTSTP.
+                let _ = raise(Nix::SIGSTOP);
+                let _ = kill(nix_pid, Nix::SIGCONT);
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot wait for ssh")),
+        }
+    });
+    let mut ended_by = None;
+    loop {
+        tokio::select! {
+            code = &mut waiter => {
+                let code = code??;
+                // After Ctrl-C (sent to eic, or outside ssh's raw mode): 130, as the AWS CLI.
+                return ended_by.map_or(Ok(code), |signal: Signal| Err(signal.error()));
+            }
+            signal = signals.recv() => {
+                signal.forward(pid);
+                ended_by = Some(signal);
+                if signal != Signal::Interrupt {
+                    let timeout = std::time::Duration::from_secs(5);
+                    if tokio::time::timeout(timeout, &mut waiter).await.is_err() {
+                        let _ = kill(nix_pid, Nix::SIGKILL);
+                        let _ = waiter.await;
+                    }
+                    return Err(signal.error());
+                }
+            }
+        }
+    }
+}

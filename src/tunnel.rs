@@ -40,7 +40,7 @@ impl fmt::Display for Closed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "the endpoint closed the tunnel with code {}", self.code)?;
         if !self.reason.is_empty() {
-            write!(f, ": {}", self.reason)?;
+            write!(f, ": {}", error::printable(&self.reason))?;
         }
         let reason = self.reason.to_ascii_lowercase();
         if reason.contains("connect to target") || reason.contains("unable to connect") {
@@ -136,16 +136,13 @@ fn upgrade_refused(response: &tungstenite::http::Response<Option<Vec<u8>>>) -> a
         response.headers().get("x-amzn-RequestId").and_then(|v| v.to_str().ok()).unwrap_or("none");
     let mut msg = format!("the endpoint refused the tunnel: HTTP {}", status.as_u16());
     if let Some(code) = body.error_code {
-        msg.push_str(&format!(" {code}"));
+        msg.push_str(&format!(" {}", error::printable(&code)));
     }
-    match body.message {
-        Some(m) => msg.push_str(&format!(": {m}")),
-        None if !raw.is_empty() => {
-            msg.push_str(&format!(": {}", String::from_utf8_lossy(raw).trim()))
-        }
-        None => {}
+    let message = body.message.unwrap_or_else(|| String::from_utf8_lossy(raw).trim().to_string());
+    if !message.is_empty() {
+        msg.push_str(&format!(": {}", error::printable(&message)));
     }
-    msg.push_str(&format!(" (request id {request_id})"));
+    msg.push_str(&format!(" (request id {})", error::printable(request_id)));
     let hint = match status.as_u16() {
         401 | 403 => " - check the system clock, the credentials, and that your IAM policy allows ec2-instance-connect:OpenTunnel on the endpoint",
         429 => " - the endpoint allows 20 concurrent tunnels; close some and retry",

@@ -1,8 +1,7 @@
 //! `eic ssh`: find the instance and its route, push a one-time key, and run the system ssh,
 //! with eic itself as the ProxyCommand when the route goes through an endpoint.
 
-use std::process::ExitStatus;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use tempfile::TempDir;
@@ -13,7 +12,7 @@ use crate::error;
 use crate::keys;
 use crate::presign::{self, TunnelTarget};
 use crate::resolve::{self, InstanceRef, Route, Via};
-use crate::signals::{Signal, Signals};
+use crate::signals::{self, Signals};
 use crate::ssh_argv::{self, ProxyCommand, SshCommand};
 
 pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
@@ -27,9 +26,9 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     if plan.dry_run {
         return super::print_out(format!("{}\n", command.display()).as_bytes());
     }
-    let status = run_ssh(&command, &mut signals).await?;
+    let code = run_ssh(&command, &mut signals).await?;
     drop(scratch);
-    Ok(exit_code(status))
+    Ok(code)
 }
 
 struct Prepared {
@@ -143,8 +142,8 @@ async fn joined<T>(task: tokio::task::JoinHandle<anyhow::Result<T>>) -> anyhow::
 }
 
 /// Runs ssh as a child, passing on the signals a shell would, and returns its status.
-async fn run_ssh(command: &SshCommand, signals: &mut Signals) -> anyhow::Result<ExitStatus> {
-    let mut cmd = tokio::process::Command::new(&command.ssh);
+async fn run_ssh(command: &SshCommand, signals: &mut Signals) -> anyhow::Result<i32> {
+    let mut cmd = std::process::Command::new(&command.ssh);
     cmd.args(command.args());
     // No credential reaches ssh, whose environment goes to SendEnv, `-v` and every command it
     // starts (ProxyCommand, LocalCommand, KnownHostsCommand, Match exec).
@@ -152,42 +151,6 @@ async fn run_ssh(command: &SshCommand, signals: &mut Signals) -> anyhow::Result<
         cmd.env_remove(name);
     }
     tracing::debug!(key = %command.key.display(), "running {}", command.ssh.display());
-    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", command.ssh.display()))?;
-    let pid = child.id();
-    let mut interrupted_by = None;
-    loop {
-        tokio::select! {
-            status = child.wait() => {
-                let status = status?;
-                // Interrupted (SIGINT sent to eic, or Ctrl-C outside raw mode): 130, as the
-                // AWS CLI; ssh's own status otherwise.
-                return match interrupted_by {
-                    Some(signal) => Err(Signal::error(signal)),
-                    None => Ok(status),
-                };
-            }
-            signal = signals.recv() => {
-                // Pass the signal on, as a shell would; ssh decides how to end, then eic
-                // removes the key.
-                if let Some(pid) = pid {
-                    signal.forward(pid);
-                }
-                interrupted_by = Some(signal);
-                if signal != Signal::Interrupt {
-                    // SIGTERM/SIGHUP/SIGQUIT: give ssh a moment, then make sure it is gone.
-                    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                        let _ = child.kill().await;
-                    }
-                    let _ = child.wait().await;
-                    return Err(signal.error());
-                }
-            }
-        }
-    }
-}
-
-/// ssh's exit status as eic's: its code, or 128 + the signal that ended it.
-fn exit_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(error::OTHER)
+    let child = cmd.spawn().with_context(|| format!("cannot run {}", command.ssh.display()))?;
+    signals::foreground(child, signals).await
 }

@@ -68,7 +68,7 @@ pub fn block(exe: &Path, key: &Path) -> String {
     let (proxy, key_arg) = (quote(exe), quote(key));
     let body = format!(
         "    User ec2-user
-    ProxyCommand {proxy} proxy --key-file {key_arg} '%h' %p '%r'
+    ProxyCommand {proxy} proxy --key-file {key_arg} -- '%h' %p '%r'
     IdentityFile {}
     IdentitiesOnly yes
 ",
@@ -132,10 +132,7 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
     if !present {
         let mode = fs::metadata(&config).map_or(0o600, |m| m.permissions().mode() & 0o777);
         if let Some(text) = &existing {
-            let backup = ssh_dir.join("config.eic-backup");
-            fs::write(&backup, text)?;
-            fs::set_permissions(&backup, Permissions::from_mode(0o600))?;
-            done.backup = Some(backup);
+            done.backup = Some(backup(ssh_dir, text)?);
         }
         let new = format!(
             "# Added by `eic ssh-config --install` (an Include only applies at the top).\n{include}\n\n{}",
@@ -145,6 +142,20 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
         done.include_added = true;
     }
     Ok(done)
+}
+
+/// Saves `text` as `config.eic-backup` (0600), or the first free `config.eic-backup.N`: an
+/// earlier backup is never overwritten.
+fn backup(ssh_dir: &Path, text: &str) -> anyhow::Result<PathBuf> {
+    for n in 0..1000 {
+        let name =
+            if n == 0 { "config.eic-backup".into() } else { format!("config.eic-backup.{n}") };
+        let path = ssh_dir.join(name);
+        if write_file(&path, text.as_bytes(), 0o600, false)? {
+            return Ok(path);
+        }
+    }
+    anyhow::bail!("{} holds 1000 config.eic-backup files: remove some", ssh_dir.display())
 }
 
 /// The line that includes eic's block.
@@ -270,6 +281,24 @@ mod tests {
     }
 
     #[test]
+    fn a_backup_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join(".ssh");
+        fs::create_dir(&ssh).unwrap();
+        let include = format!("Include {}\n", ssh.join("eic_config").display());
+        for (n, users) in ["Host first\n", "Host second\n"].iter().enumerate() {
+            fs::write(ssh.join("config"), users).unwrap();
+            let done = install(&ssh, "Host i-*\n").unwrap();
+            let backup = done.backup.unwrap();
+            assert_eq!(fs::read_to_string(&backup).unwrap(), *users, "backup {n}");
+            assert_eq!(fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
+            assert!(fs::read_to_string(ssh.join("config")).unwrap().contains(&include));
+        }
+        assert_eq!(fs::read_to_string(ssh.join("config.eic-backup")).unwrap(), "Host first\n");
+        assert_eq!(fs::read_to_string(ssh.join("config.eic-backup.1")).unwrap(), "Host second\n");
+    }
+
+    #[test]
     fn install_creates_what_is_missing() {
         let dir = tempfile::tempdir().unwrap();
         let ssh = dir.path().join(".ssh");
@@ -282,8 +311,9 @@ mod tests {
     #[test]
     fn block_quotes_paths() {
         let b = block(Path::new("/opt/my tools/eic"), Path::new("/home/a b/.ssh/eic_ed25519"));
+        // `--`: a host is never taken for an option.
         assert!(b.contains(
-            "ProxyCommand '/opt/my tools/eic' proxy --key-file '/home/a b/.ssh/eic_ed25519' '%h' %p '%r'"
+            "ProxyCommand '/opt/my tools/eic' proxy --key-file '/home/a b/.ssh/eic_ed25519' -- '%h' %p '%r'"
         ));
         assert!(b.contains("IdentityFile \"/home/a b/.ssh/eic_ed25519\""));
         assert!(b.contains("IdentitiesOnly yes"));

@@ -165,6 +165,16 @@ fn bad_parameters_exit_252_with_one_line() {
             "--instance-connect-endpoint-dns-name needs --instance-connect-endpoint-id",
         ),
         (&["ssh", "--instance-id", "i-1", "--connection-type", "tunnel"], "--connection-type"),
+        // Negative numbers are values, not unknown options.
+        (&["ssh", "--instance-id", "i-1", "--ssh-port", "-1"], "--ssh-port"),
+        (&["open-tunnel", "--instance-id", "i-1", "--remote-port", "-1"], "--remote-port"),
+        (&["open-tunnel", "--instance-id", "i-1", "--local-port", "-1"], "--local-port"),
+        (
+            &["open-tunnel", "--instance-id", "i-1", "--max-tunnel-duration", "-1"],
+            "--max-tunnel-duration",
+        ),
+        (&["open-tunnel", "--instance-id", "i-1", "--connect-timeout", "-5"], "--connect-timeout"),
+        (&["proxy", "i-1", "-22", "ec2-user"], "<PORT>"),
     ];
     for (args, needle) in cases {
         let out = eic(args);

@@ -116,6 +116,17 @@ pub fn runtime_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("eic-xdg").permissions(private).tempdir().unwrap()
 }
 
+/// The pid of `parent`'s child whose command name is `name`.
+pub fn child_named(parent: u32, name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let (comm, rest) = stat.split_once(") ")?;
+        let comm = comm.split_once(" (")?.1;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (comm == name && ppid == parent).then(|| entry.file_name().to_str()?.parse().ok())?
+    })
+}
+
 pub fn eic_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_eic"))
 }

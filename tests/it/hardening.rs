@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{run, text, Lab, TunnelListener, INSTANCE};
+use crate::common::{child_named, run, text, Lab, TunnelListener, INSTANCE};
 use eic_standin::{Credential, Faults, World};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -262,6 +262,82 @@ async fn a_local_port_in_use_is_named() {
     assert!(stderr.contains(&port) && stderr.contains("--local-port"), "{stderr}");
 }
 
+// ---- Hostile text ----
+
+/// Text shown on a terminal holds no control character (escape sequences stay escaped).
+fn assert_printable(what: &str, text: &str) {
+    let bad = text.chars().find(|c| c.is_control() && *c != '\n');
+    assert!(bad.is_none(), "{what} shows {bad:?} raw: {text:?}");
+}
+
+#[tokio::test]
+async fn text_from_the_endpoint_and_the_api_reaches_the_terminal_escaped() {
+    // A close reason and an upgrade refusal, with escape sequences in them.
+    let reason = "Unable to connect\x1b[2J\x1b]0;pwned\x07";
+    let lab = Lab::start_echo(faults(|f| f.close_after = Some((0, 1011, reason.into())))).await;
+    let ended = stdio_until_exit(&lab, &[], b"").await;
+    assert_eq!(ended.code, Some(255), "{}", ended.stderr);
+    assert!(ended.stderr.contains("Unable to connect\\u{1b}[2J"), "{}", ended.stderr);
+    assert_printable("a close reason", &ended.stderr);
+    let refused = (403, "Denied\x1b[31m".to_string(), "go\r\naway\x1b[0m".to_string());
+    let lab = Lab::start_echo(faults(|f| f.upgrade_error = Some(refused))).await;
+    let ended = stdio_until_exit(&lab, &[], b"").await;
+    assert_eq!(ended.code, Some(254), "{}", ended.stderr);
+    assert!(ended.stderr.contains("go\\r\\naway"), "{}", ended.stderr);
+    assert_printable("an upgrade refusal", &ended.stderr);
+
+    // Tags and other API text in the table of instances to choose from.
+    let lab = Lab::start_with(|mut world| {
+        let mut twin = world.instance_mut(INSTANCE).unwrap().clone();
+        twin.id = "i-0aaaaaaaaaaaaaaa1".into();
+        // XML carries no C0 control but these: CSI (U+009B) is ESC [ to many terminals.
+        twin.availability_zone = "us-east-1a\u{9b}2J\t".into();
+        world.instance(twin)
+    })
+    .await;
+    let out = run(&mut lab.eic(&["open-tunnel", "--name", "web-1"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(252), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("us-east-1a\\u{9b}2J\\t"), "{}", text(&out.stderr));
+    assert_printable("the table of instances", &text(&out.stderr));
+}
+
+#[tokio::test]
+async fn an_endpoint_dns_name_from_the_api_is_checked_before_any_connection() {
+    // An HTTP proxy that would carry the CONNECT request line: it must see nothing.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let lab = Lab::start_with(|mut world| {
+        let endpoint = world.endpoints.iter_mut().next().unwrap();
+        endpoint.dns_name = Some("eice.example.com\r\nX-Injected: yes".into());
+        world
+    })
+    .await;
+    let mut cmd = lab.stdio_tunnel(&["--instance-id", INSTANCE]);
+    cmd.env("HTTPS_PROXY", &proxy_url);
+    let out = run(&mut cmd, LIMIT).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(254), "{stderr}");
+    assert!(stderr.contains("invalid DNS name"), "{stderr}");
+    assert_printable("the error", &stderr);
+    let accepted = tokio::time::timeout(Duration::from_millis(200), proxy.accept()).await;
+    assert!(accepted.is_err(), "eic connected to the proxy");
+}
+
+#[tokio::test]
+async fn a_name_with_wildcards_matches_only_itself() {
+    // EC2 takes `*` and `?` in a tag:Name filter as wildcards; eic takes the name as it is.
+    let lab = Lab::start().await;
+    for name in ["web*", "web-?", "*"] {
+        let out = run(&mut lab.eic(&["ssh", "--name", name, "--dry-run"]), LIMIT).await;
+        assert_eq!(out.status.code(), Some(252), "--name {name}: {}", text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains("no running instance is named"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
 // ---- Secrets ----
 
 const ACCESS_KEY: &str = "AKIDHARDENINGTEST";
@@ -394,17 +470,6 @@ async fn ssh_and_its_commands_get_no_credential_in_their_environment() {
 }
 
 // ---- Keys under every exit path ----
-
-/// The pid of `parent`'s child whose command name is `name`.
-fn child_named(parent: u32, name: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        let (comm, rest) = stat.split_once(") ")?;
-        let comm = comm.split_once(" (")?.1;
-        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-        (comm == name && ppid == parent).then(|| entry.file_name().to_str()?.parse().ok())?
-    })
-}
 
 #[tokio::test]
 async fn sigkill_of_ssh_still_removes_the_key() {

@@ -571,3 +571,48 @@ async fn a_runtime_dir_that_is_not_private_gets_no_key() {
     assert!(line.contains("/id_ed25519"), "{line}");
     assert!(!line.contains(&shared.path().display().to_string()), "a key in {shared:?}: {line}");
 }
+
+/// The state letter of process `pid` (`S` sleeping, `T` stopped, ...).
+fn state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()).unwrap_or('?')
+}
+
+/// Polls until `pid`'s state is `want` (a stop or a continue is asynchronous).
+async fn reaches(pid: u32, want: char) -> bool {
+    for _ in 0..200 {
+        if state(pid) == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn when_ssh_stops_eic_stops_and_continues_it() {
+    // `~^Z` makes ssh stop itself; a shell then gets the terminal back only if eic stops too.
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let mut cmd = eic_ssh(&lab, &runtime, &[], &["echo started; sleep 1; echo done"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut eic = cmd.spawn().unwrap();
+    let pid = eic.id().unwrap();
+    let mut lines = BufReader::new(eic.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(LIMIT, lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(line.as_deref(), Some("started"));
+    let ssh = crate::common::child_named(pid, "ssh").expect("eic's ssh child");
+    let signal = |sig: &str, pid: u32| {
+        let sent = std::process::Command::new("kill").args([sig, &pid.to_string()]).status();
+        assert!(sent.unwrap().success());
+    };
+    signal("-STOP", ssh);
+    assert!(reaches(pid, 'T').await, "eic did not stop with ssh: state {}", state(pid));
+    // `fg`: the shell continues eic, which continues ssh.
+    signal("-CONT", pid);
+    assert!(reaches(ssh, 'S').await || state(ssh) == 'R', "ssh was not continued");
+    let line = tokio::time::timeout(LIMIT, lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(line.as_deref(), Some("done"));
+    let status = tokio::time::timeout(LIMIT, eic.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -170,7 +170,7 @@ async fn install_leaves_the_users_config_alone_and_is_idempotent() {
     let key = ssh_dir.join("eic_ed25519").display().to_string();
     let block = text(&out.stdout);
     assert!(
-        block.contains(&format!(" proxy --key-file {key} '%h' %p '%r'"))
+        block.contains(&format!(" proxy --key-file {key} -- '%h' %p '%r'"))
             && block.contains(&format!("IdentityFile {key}\n")),
         "{block}"
     );
@@ -335,4 +335,25 @@ async fn install_refuses_to_override_the_users_own_settings() {
     let out = run(&mut lab.eic(&["ssh-config", "--install"]), LIMIT).await;
     assert_eq!(out.status.code(), Some(253), "{}", text(&out.stderr));
     assert!(!text(&out.stderr).contains("eic_config"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn a_key_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::start().await;
+    let key = lab.home.path().join("shared_key");
+    let proxy = |key: &Path| {
+        let mut cmd = lab.eic(&["proxy", "--key-file", key.to_str().unwrap(), "--", INSTANCE]);
+        cmd.args(["22", lab.sshd.user()]);
+        cmd
+    };
+    // Made on first use, 0600: accepted (the tunnel then ends with stdin).
+    let out = run(&mut proxy(&key), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pushes = lab.standin.count("SendSSHPublicKey");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&mut proxy(&key), LIMIT).await;
+    assert_eq!(out.status.code(), Some(252), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("readable by you only"), "{}", text(&out.stderr));
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), pushes, "nothing is pushed for it");
 }
