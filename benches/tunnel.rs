@@ -16,19 +16,27 @@
 //! - `EIC_BENCH_EIC`: the eic binary to measure (default: the one cargo built for the bench).
 //! - `EIC_BENCH_STRICT=1`: exit 1 when a target is not met.
 
+#[cfg(unix)]
 #[path = "tunnel/cases.rs"]
 mod cases;
+#[cfg(unix)]
 #[path = "tunnel/lab.rs"]
 mod lab;
+#[cfg(unix)]
 #[path = "tunnel/stats.rs"]
 mod stats;
 
+#[cfg(unix)]
 use std::path::PathBuf;
+#[cfg(unix)]
 use std::process::ExitCode;
+#[cfg(unix)]
 use std::time::Instant;
 
+#[cfg(unix)]
 use anyhow::Context as _;
 
+#[cfg(unix)]
 pub struct Config {
     pub eic: PathBuf,
     pub scale: f64,
@@ -41,6 +49,7 @@ pub struct Config {
     pub strict: bool,
 }
 
+#[cfg(unix)]
 impl Config {
     fn from_env() -> anyhow::Result<Config> {
         fn var<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
@@ -85,6 +94,7 @@ impl Config {
     }
 }
 
+#[cfg(unix)]
 fn machine() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -99,6 +109,12 @@ fn machine() -> String {
     format!("{cpus} CPUs ({model}), Linux {}", kernel.trim())
 }
 
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("the benchmark runs sshd and socat: Linux and macOS only");
+}
+
+#[cfg(unix)]
 fn main() -> ExitCode {
     match run() {
         Ok(true) => ExitCode::SUCCESS,
@@ -110,6 +126,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(unix)]
 fn run() -> anyhow::Result<bool> {
     let cfg = Config::from_env()?;
     anyhow::ensure!(

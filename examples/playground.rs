@@ -3,8 +3,16 @@
 //!
 //! Run it with `cargo run --example playground`; stop it with Ctrl-C.
 
+#[cfg(unix)]
 use eic_standin::{StandIn, TYPICAL_ENDPOINT_ID, TYPICAL_INSTANCE_ID};
 
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("the playground runs a real sshd: Linux and macOS only");
+    std::process::exit(1);
+}
+
+#[cfg(unix)]
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let (standin, sshd) = StandIn::with_sshd().await?;

@@ -1,10 +1,11 @@
 //! SSH keys: a one-time Ed25519 key made in memory and written 0600 inside a fresh 0700
 //! directory that is removed when the key is dropped, eic's persistent key for ssh_config, or
-//! the user's own key file; and the one way eic writes a file.
+//! the user's own key file; and the one way eic writes a file. On Windows, "0600" and "0700"
+//! are ACLs that grant the current user alone (what Win32-OpenSSH demands of a private key).
 
-use std::fs::{self, Permissions};
+use std::ffi::OsString;
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -52,20 +53,8 @@ pub fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
         .map(PathBuf::from)
         .filter(|p| p.is_absolute() && is_private_dir(p))
         .unwrap_or_else(std::env::temp_dir);
-    tempfile::Builder::new()
-        .prefix("eic-")
-        .permissions(Permissions::from_mode(0o700))
-        .tempdir_in(&parent)
+    private_tempdir(&parent)
         .with_context(|| format!("cannot create a private directory in {}", parent.display()))
-}
-
-/// Whether `path` is a directory (not a link to one) owned by this user, with no access for
-/// anyone else.
-pub fn is_private_dir(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    fs::symlink_metadata(path).is_ok_and(|m| {
-        m.is_dir() && m.uid() == nix::unistd::getuid().as_raw() && m.mode() & 0o077 == 0
-    })
 }
 
 /// Makes a one-time Ed25519 key in `dir`. The private half is only ever in memory and in a
@@ -131,10 +120,7 @@ pub fn dedicated(path: Option<&Path>) -> anyhow::Result<Key> {
         create_dedicated(&path)?;
     }
     // What ssh demands of a private key, before its public half is pushed for anyone.
-    use std::os::unix::fs::MetadataExt;
-    let private = fs::metadata(&path)
-        .is_ok_and(|m| m.uid() == nix::unistd::getuid().as_raw() && m.mode() & 0o077 == 0);
-    if !private {
+    if !is_private_file(&path) {
         return Err(error::usage(format!(
             "--key-file {}: the key must be yours and readable by you only: chmod 600 {}",
             path.display(),
@@ -149,17 +135,17 @@ pub fn default_dedicated_path() -> anyhow::Result<PathBuf> {
     Ok(home()?.join(".ssh").join("eic_ed25519"))
 }
 
-/// `$HOME`.
+/// `$HOME` (on Windows, else `%USERPROFILE%`).
 pub fn home() -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty());
+    let var = |name| std::env::var_os(name).filter(|h| !h.is_empty());
+    let home = var("HOME").or_else(|| if cfg!(windows) { var("USERPROFILE") } else { None });
     home.map(PathBuf::from).ok_or_else(|| error::config("HOME is not set: cannot find ~/.ssh"))
 }
 
 fn create_dedicated(path: &Path) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     if !dir.exists() {
-        fs::create_dir_all(dir)?;
-        fs::set_permissions(dir, Permissions::from_mode(0o700))?;
+        create_private_dir(dir)?;
     }
     let private = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
     let public = private.public_key().to_openssh()?;
@@ -179,11 +165,7 @@ fn create_dedicated(path: &Path) -> anyhow::Result<()> {
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> anyhow::Result<bool> {
     let cannot = || format!("cannot write {}", path.display());
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut staged = tempfile::Builder::new()
-        .prefix(".eic-")
-        .permissions(Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .with_context(cannot)?;
+    let mut staged = staged_file(dir, mode).with_context(cannot)?;
     staged.write_all(bytes).with_context(cannot)?;
     staged.as_file().sync_all().with_context(cannot)?;
     let persisted = if replace { staged.persist(path) } else { staged.persist_noclobber(path) };
@@ -192,6 +174,123 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> anyhow
         Err(e) if !replace && e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e.error).with_context(cannot),
     }
+}
+
+// ---- Platform differences: who may read what ----
+
+/// A new directory in `parent` for this user alone: mode 0700, or on Windows an ACL with one
+/// entry, for this user, that what is made in it inherits.
+fn private_tempdir(parent: &Path) -> anyhow::Result<tempfile::TempDir> {
+    let builder = &mut tempfile::Builder::new();
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let dir = builder.prefix("eic-").tempdir_in(parent)?;
+    #[cfg(windows)]
+    restrict(dir.path(), true)?;
+    Ok(dir)
+}
+
+/// A file staged in `dir` by [`write_file`]: with `mode`, or on Windows, when `mode` gives
+/// nothing to group and others, an ACL for this user alone.
+fn staged_file(dir: &Path, mode: u32) -> anyhow::Result<tempfile::NamedTempFile> {
+    let builder = &mut tempfile::Builder::new();
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(mode));
+    let staged = builder.prefix(".eic-").tempfile_in(dir)?;
+    #[cfg(windows)]
+    if mode & 0o077 == 0 {
+        restrict(staged.path(), false)?;
+    }
+    Ok(staged)
+}
+
+/// Creates `dir` (and its parents) for this user alone, as `~/.ssh` should be.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    #[cfg(windows)]
+    restrict(dir, true)?;
+    Ok(())
+}
+
+/// Whether `path` is a directory (not a link to one) owned by this user, with no access for
+/// anyone else. On Windows eic keeps to the user's profile and temp directories, whose ACLs are
+/// private, and never relies on this.
+#[cfg(unix)]
+pub fn is_private_dir(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path).is_ok_and(|m| {
+        m.is_dir() && m.uid() == nix::unistd::getuid().as_raw() && m.mode() & 0o077 == 0
+    })
+}
+
+#[cfg(windows)]
+pub fn is_private_dir(_: &Path) -> bool {
+    false
+}
+
+/// The permission bits of `path` (none on Windows, whose ACLs have no such thing).
+pub fn mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    return fs::metadata(path)
+        .ok()
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    #[cfg(windows)]
+    return fs::metadata(path).ok().map(|_| 0o600);
+}
+
+/// Whether the file at `path` is ours and readable by us only (Windows: Win32-OpenSSH checks
+/// the ACL itself when ssh reads the key).
+fn is_private_file(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = nix::unistd::getuid().as_raw();
+        fs::metadata(path).is_ok_and(|m| m.uid() == uid && m.mode() & 0o077 == 0)
+    }
+    #[cfg(windows)]
+    path.is_file()
+}
+
+/// Gives `path` an ACL that grants the current user alone: no inherited entries, full control
+/// for the user (inherited by what is made in it, for a directory). Win32-OpenSSH refuses a
+/// private key that anyone else (even `OWNER RIGHTS`) may read: aws/aws-cli#9114.
+#[cfg(windows)]
+fn restrict(path: &Path, dir: bool) -> anyhow::Result<()> {
+    let system32 = |exe: &str| {
+        let root = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\Windows".into());
+        PathBuf::from(root).join("System32").join(exe)
+    };
+    let run = |exe: &str, args: &[OsString]| -> anyhow::Result<String> {
+        let out = std::process::Command::new(system32(exe)).args(args).output();
+        let out = out.with_context(|| format!("cannot run {exe}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        anyhow::ensure!(out.status.success(), "{exe} failed: {}", text.trim());
+        Ok(text)
+    };
+    let whoami = run("whoami.exe", &["/user".into(), "/fo".into(), "csv".into(), "/nh".into()])?;
+    let sid = sid_of_whoami(&whoami).context("cannot read this user's SID from whoami")?;
+    run("icacls.exe", &icacls_args(path, &sid, dir))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    Ok(())
+}
+
+/// The user's SID in `whoami /user /fo csv /nh`'s answer: `"host\user","S-1-5-21-..."`.
+pub fn sid_of_whoami(answer: &str) -> Option<String> {
+    let sid = answer.trim().rsplit(',').next()?.trim_matches('"');
+    let ok = sid.starts_with("S-1-")
+        && sid.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'S');
+    ok.then(|| sid.to_string())
+}
+
+/// icacls' arguments that make `path` this SID's alone: inherited entries removed, explicit
+/// ones replaced by full control for the SID (`*` marks a SID), inherited by files and folders
+/// made in a directory.
+pub fn icacls_args(path: &Path, sid: &str, dir: bool) -> Vec<OsString> {
+    let grant = if dir { format!("*{sid}:(OI)(CI)F") } else { format!("*{sid}:F") };
+    let args = ["/inheritance:r", "/grant:r", &grant, "/q"];
+    std::iter::once(path.as_os_str().to_owned()).chain(args.map(OsString::from)).collect()
 }
 
 #[cfg(test)]
@@ -204,12 +303,34 @@ mod tests {
         let key = generate(scratch.path()).unwrap();
         assert!(key.public.as_ref().unwrap().starts_with("ssh-ed25519 AAAA"));
         let dir = scratch.path().to_path_buf();
-        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(fs::metadata(&key.path).unwrap().permissions().mode() & 0o777, 0o600);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+            assert_eq!(fs::metadata(&key.path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
         let reread = from_file(&key.path).unwrap();
         assert_eq!(reread.public, key.public);
         drop(scratch);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn windows_acl_grants_the_user_alone() {
+        let answer = "\"desktop-1\\alice\",\"S-1-5-21-1004336348-1177238915-682003330-1001\"\r\n";
+        let sid = sid_of_whoami(answer).unwrap();
+        assert_eq!(sid, "S-1-5-21-1004336348-1177238915-682003330-1001");
+        for bad in ["", "\"alice\",\"OWNER RIGHTS\"", "\"a\",\"S-1-5; rd /s\""] {
+            assert_eq!(sid_of_whoami(bad), None, "{bad}");
+        }
+        let args = |dir| icacls_args(Path::new(r"C:\Users\alice\Temp\eic-x"), &sid, dir);
+        let want = |grant: &str| {
+            [r"C:\Users\alice\Temp\eic-x", "/inheritance:r", "/grant:r", grant, "/q"]
+                .map(OsString::from)
+                .to_vec()
+        };
+        assert_eq!(args(true), want(&format!("*{sid}:(OI)(CI)F")));
+        assert_eq!(args(false), want(&format!("*{sid}:F")));
     }
 
     #[test]

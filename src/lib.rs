@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         _ => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match plan {
             Plan::Ssh(plan) => cmd::ssh::run(&settings, plan).await,
             Plan::OpenTunnel(plan) => cmd::open_tunnel::run(&settings, plan).await,
@@ -49,7 +49,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Plan::Completions(shell) => cmd::completions::run(shell),
             Plan::Man(command) => cmd::man::run(command.as_deref()),
         }
-    })
+    });
+    // A blocking read of stdin (a file, or on Windows any stdin) cannot be cancelled: leave it.
+    runtime.shutdown_background();
+    code
 }
 
 /// rustls is built with both aws-lc-rs and ring (see `tunnel::tls_config`), so it cannot pick a

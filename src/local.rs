@@ -54,6 +54,14 @@ pub fn tcp(socket: TcpStream) -> (Reader<OwnedReadHalf>, Writer<OwnedWriteHalf>)
 #[cfg(unix)]
 pub use unix::stdio;
 
+/// stdin and stdout through tokio's own (a thread each: Windows' pipes cannot be polled). A read
+/// of stdin that never ends does not hold up the exit: `run` shuts the runtime down without
+/// waiting for it.
+#[cfg(windows)]
+pub fn stdio() -> std::io::Result<(Reader<tokio::io::Stdin>, Writer<tokio::io::Stdout>, ())> {
+    Ok((Reader::new(tokio::io::stdin()), Writer(tokio::io::stdout()), ()))
+}
+
 /// Opens a tunnel and relays stdin and stdout through it until it ends, as ssh's ProxyCommand
 /// uses it.
 pub async fn relay_stdio(opener: &Opener) -> anyhow::Result<()> {

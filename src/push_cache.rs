@@ -6,7 +6,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,11 +30,14 @@ fn cache_dir() -> anyhow::Result<PathBuf> {
         fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+    let builder = &mut fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(builder, 0o700);
+    match builder.create(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
             Err(e).with_context(|| format!("cannot create {}", dir.display()))
         }
-        _ if !keys::is_private_dir(&dir) => {
+        _ if cfg!(unix) && !keys::is_private_dir(&dir) => {
             anyhow::bail!("{} is not a private directory of this user", dir.display())
         }
         _ => Ok(dir),
@@ -89,15 +91,14 @@ fn fresh(pushed_at: u64, now: u64) -> bool {
 /// A symbolic link there is never followed.
 async fn locked(name: &str) -> anyhow::Result<File> {
     let path = cache_dir()?.join(name);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
+    }
+    let file = options.open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await??)
 }
 

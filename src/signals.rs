@@ -82,16 +82,22 @@ impl Signals {
     }
 }
 
-/// Waits for `child` (ssh) as a shell waits for its foreground job, and returns its exit status
-/// as a shell reports it (its code, or 128 + the signal that ended it). Signals are passed on:
+/// Runs `command` (ssh) and waits for it as a shell waits for its foreground job; returns its
+/// exit status as a shell reports it (its code, or 128 + the signal that ended it). Signals are passed on:
 /// ssh decides how to end after SIGINT; after the others it gets 5 s, then SIGKILL, and eic
 /// ends with the signal's code. When ssh stops (`~^Z`), eic stops too, so that the shell gets
 /// the terminal back; when eic is continued, it continues ssh.
 #[cfg(unix)]
-pub async fn foreground(child: std::process::Child, signals: &mut Signals) -> anyhow::Result<i32> {
+pub async fn foreground(
+    mut command: std::process::Command,
+    signals: &mut Signals,
+) -> anyhow::Result<i32> {
     use nix::sys::signal::{kill, raise, Signal as Nix};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use nix::unistd::Pid;
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot run {}", command.get_program().to_string_lossy()))?;
     let pid = child.id();
     let nix_pid = Pid::from_raw(i32::try_from(pid)?);
     // The child is reaped here, by waitpid, and never through `child`.
@@ -125,6 +131,67 @@ pub async fn foreground(child: std::process::Child, signals: &mut Signals) -> an
                         let _ = kill(nix_pid, Nix::SIGKILL);
                         let _ = waiter.await;
                     }
+                    return Err(signal.error());
+                }
+            }
+        }
+    }
+}
+
+/// Ctrl-C, Ctrl-Break and the console's close, caught from the moment this exists. A console
+/// delivers Ctrl-C and Ctrl-Break to every process attached to it, ssh included, so they are
+/// not passed on (and while ssh's raw mode is on, Ctrl-C is a keystroke for the remote side).
+#[cfg(windows)]
+pub struct Signals {
+    ctrl_c: tokio::signal::windows::CtrlC,
+    ctrl_break: tokio::signal::windows::CtrlBreak,
+    close: tokio::signal::windows::CtrlClose,
+}
+
+#[cfg(windows)]
+impl Signals {
+    pub fn catch() -> anyhow::Result<Signals> {
+        use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close};
+        Ok(Signals {
+            ctrl_c: ctrl_c().context("cannot catch Ctrl-C")?,
+            ctrl_break: ctrl_break().context("cannot catch Ctrl-Break")?,
+            close: ctrl_close().context("cannot catch the console's close")?,
+        })
+    }
+
+    /// The next console event: Ctrl-C is an interrupt, Ctrl-Break a quit, a close a hang-up.
+    pub async fn recv(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.ctrl_c.recv() => Signal::Interrupt,
+            _ = self.ctrl_break.recv() => Signal::Quit,
+            _ = self.close.recv() => Signal::Hangup,
+        }
+    }
+}
+
+/// Runs `command` (ssh) and waits for it. The console gives ssh its own Ctrl-C and Ctrl-Break:
+/// eic waits for it to end, then ends with 130 (131 for Ctrl-Break). When the console closes,
+/// Windows allows about 5 s: ssh is stopped at once, so that eic can remove its key.
+#[cfg(windows)]
+pub async fn foreground(
+    command: std::process::Command,
+    signals: &mut Signals,
+) -> anyhow::Result<i32> {
+    let program = command.get_program().to_owned();
+    let mut child = tokio::process::Command::from(command)
+        .spawn()
+        .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
+    let mut ended_by = None;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let code = status?.code().unwrap_or(crate::error::OTHER);
+                return ended_by.map_or(Ok(code), |signal: Signal| Err(signal.error()));
+            }
+            signal = signals.recv() => {
+                ended_by = Some(signal);
+                if signal == Signal::Hangup {
+                    let _ = child.kill().await;
                     return Err(signal.error());
                 }
             }

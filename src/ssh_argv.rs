@@ -20,8 +20,7 @@ pub struct ProxyCommand {
 }
 
 impl ProxyCommand {
-    /// The `ProxyCommand` value. ssh runs it with `$SHELL -c`, after expanding `%` tokens, so
-    /// every word is single-quoted and every `%` doubled. Nothing secret goes here: argv is
+    /// The `ProxyCommand` value (see [`proxy_command_line`]). Nothing secret goes here: argv is
     /// visible to every user in `ps`; the URL is in a file only this user can read.
     pub fn command(&self) -> String {
         let path = |p: &Path| p.display().to_string();
@@ -47,7 +46,7 @@ impl ProxyCommand {
         if self.debug {
             words.push("--debug".into());
         }
-        words.iter().map(|w| shell_quote(w).replace('%', "%%")).collect::<Vec<_>>().join(" ")
+        proxy_command_line(&words)
     }
 }
 
@@ -120,7 +119,7 @@ impl SshCommand {
     pub fn display(&self) -> String {
         std::iter::once(self.ssh.display().to_string())
             .chain(self.args())
-            .map(|a| shell_quote(&a))
+            .map(|a| quote(&a))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -220,6 +219,28 @@ pub fn config_quote(value: &str) -> String {
     }
 }
 
+/// A ProxyCommand from its words (the program first), `%` doubled against ssh's tokens. ssh
+/// runs it with `$SHELL -c`: every word is quoted for a POSIX shell. Win32-OpenSSH runs it with
+/// no shell, as the program's command line, which Windows programs split by the MSVC rules: the
+/// program's path is always in double quotes (OpenSSH 7.7 takes an unquoted one as relative to
+/// ssh.exe's directory), the other words are quoted by those rules.
+pub fn proxy_command_line(words: &[String]) -> String {
+    let quoted = words.iter().enumerate().map(|(i, w)| match (cfg!(windows), i) {
+        (true, 0) => format!("\"{w}\""),
+        _ => quote(w),
+    });
+    quoted.map(|w| w.replace('%', "%%")).collect::<Vec<_>>().join(" ")
+}
+
+/// Quotes a word for the command line it goes on: a POSIX shell's, or Windows' MSVC rules.
+pub fn quote(word: &str) -> String {
+    if cfg!(windows) {
+        msvc_quote(word)
+    } else {
+        shell_quote(word)
+    }
+}
+
 /// Quotes a word for a POSIX shell; plain words stay as they are.
 pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
@@ -231,17 +252,54 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
-/// The `ssh` program on `PATH`, if any.
+/// Quotes a word as Windows programs split their command line (double quotes; backslashes
+/// doubled before a quote). A `'` is quoted too: OpenSSH checks a ProxyCommand's quotes.
+pub fn msvc_quote(word: &str) -> String {
+    if !word.is_empty() && !word.contains([' ', '\t', '"', '\'']) {
+        return word.to_string();
+    }
+    let (mut out, mut backslashes) = (String::from("\""), 0);
+    for c in word.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            '"' => {
+                out.push_str(&"\\".repeat(2 * backslashes + 1));
+                out.push('"');
+                backslashes = 0;
+            }
+            c => {
+                out.push_str(&"\\".repeat(backslashes));
+                out.push(c);
+                backslashes = 0;
+            }
+        }
+    }
+    out.push_str(&"\\".repeat(2 * backslashes));
+    out.push('"');
+    out
+}
+
+/// The ssh client: on `PATH`, else (Windows) the one Windows installs.
 pub fn find_ssh() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("ssh"))
-        .find(|candidate| is_executable(candidate))
+    let name = if cfg!(windows) { "ssh.exe" } else { "ssh" };
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).map(|dir| dir.join(name)).find(|c| is_executable(c))
+    });
+    let inbox = || {
+        let root = std::env::var_os("SystemRoot").filter(|_| cfg!(windows))?;
+        Some(PathBuf::from(root).join(r"System32\OpenSSH\ssh.exe")).filter(|c| is_executable(c))
+    };
+    on_path.or_else(inbox)
 }
 
 fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(windows)]
+    path.is_file()
 }
 
 #[cfg(test)]
@@ -379,6 +437,22 @@ mod tests {
             let found = overriding_option(&strings(args));
             let found = found.as_ref().map(|(o, i)| (o.as_str(), *i));
             assert_eq!(found, *expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn quotes_for_windows_programs() {
+        for (word, quoted) in [
+            ("plain", "plain"),
+            (r"C:\Program Files\eic\eic.exe", r#""C:\Program Files\eic\eic.exe""#),
+            (r"C:\my dir\", r#""C:\my dir\\""#),
+            (r#"a"b"#, r#""a\"b""#),
+            (r#"a\"b"#, r#""a\\\"b""#),
+            ("O'Neil", r#""O'Neil""#),
+            ("", r#""""#),
+            (r"C:\no\space", r"C:\no\space"),
+        ] {
+            assert_eq!(msvc_quote(word), quoted, "{word}");
         }
     }
 

@@ -151,6 +151,5 @@ async fn run_ssh(command: &SshCommand, signals: &mut Signals) -> anyhow::Result<
         cmd.env_remove(name);
     }
     tracing::debug!(key = %command.key.display(), "running {}", command.ssh.display());
-    let child = cmd.spawn().with_context(|| format!("cannot run {}", command.ssh.display()))?;
-    signals::foreground(child, signals).await
+    signals::foreground(cmd, signals).await
 }

@@ -1,15 +1,14 @@
 //! `eic ssh-config`: the ~/.ssh/config block that makes ssh, scp, sftp, rsync, git and editors
 //! reach instances through `eic proxy`, and its idempotent installation.
 
-use std::fs::{self, Permissions};
-use std::os::unix::fs::PermissionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use crate::error;
 use crate::keys::{self, write_file};
-use crate::ssh_argv::{config_path, config_quote, shell_quote};
+use crate::ssh_argv::{config_path, config_quote, proxy_command_line};
 
 pub fn run(install_it: bool, force: bool) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("cannot find eic's own path")?;
@@ -64,11 +63,13 @@ pub fn run(install_it: bool, force: bool) -> anyhow::Result<i32> {
 /// database, not from `$HOME`). The proxy is told the key too, so that the key it pushes is the
 /// one ssh offers whatever `$HOME` is then. ssh expands `%` tokens in all three values.
 pub fn block(exe: &Path, key: &Path) -> String {
-    let quote = |path: &Path| shell_quote(&path.display().to_string()).replace('%', "%%");
-    let (proxy, key_arg) = (quote(exe), quote(key));
+    let words = [exe, Path::new("proxy"), Path::new("--key-file"), key, Path::new("--")];
+    let proxy = proxy_command_line(&words.map(|w| w.display().to_string()));
+    // The host and user, quoted for what runs the ProxyCommand (see proxy_command_line).
+    let (h, r) = if cfg!(windows) { ("\"%h\"", "\"%r\"") } else { ("'%h'", "'%r'") };
     let body = format!(
         "    User ec2-user
-    ProxyCommand {proxy} proxy --key-file {key_arg} -- '%h' %p '%r'
+    ProxyCommand {proxy} {h} %p {r}
     IdentityFile {}
     IdentitiesOnly yes
 ",
@@ -104,8 +105,7 @@ pub struct Installed {
 pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
     let mut done = Installed::default();
     if !ssh_dir.exists() {
-        fs::create_dir_all(ssh_dir)?;
-        fs::set_permissions(ssh_dir, Permissions::from_mode(0o700))?;
+        keys::create_private_dir(ssh_dir)?;
     }
     let ours = ssh_dir.join("eic_config");
     if fs::read_to_string(&ours).ok().as_deref() != Some(block) {
@@ -130,7 +130,7 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
     };
     let present = existing.as_deref().is_some_and(|text| text.lines().any(|l| l.trim() == include));
     if !present {
-        let mode = fs::metadata(&config).map_or(0o600, |m| m.permissions().mode() & 0o777);
+        let mode = keys::mode(&config).unwrap_or(0o600);
         if let Some(text) = &existing {
             done.backup = Some(backup(ssh_dir, text)?);
         }
@@ -256,6 +256,8 @@ fn stable_exe(exe: &Path, path: Option<std::ffi::OsString>) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn install_keeps_the_users_entries_and_is_idempotent() {
@@ -291,6 +293,7 @@ mod tests {
             let done = install(&ssh, "Host i-*\n").unwrap();
             let backup = done.backup.unwrap();
             assert_eq!(fs::read_to_string(&backup).unwrap(), *users, "backup {n}");
+            #[cfg(unix)]
             assert_eq!(fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
             assert!(fs::read_to_string(ssh.join("config")).unwrap().contains(&include));
         }
@@ -304,8 +307,12 @@ mod tests {
         let ssh = dir.path().join(".ssh");
         let done = install(&ssh, "Host i-*\n").unwrap();
         assert!(done.include_added && done.backup.is_none());
-        assert_eq!(fs::metadata(&ssh).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(fs::metadata(ssh.join("config")).unwrap().permissions().mode() & 0o777, 0o600);
+        #[cfg(unix)]
+        {
+            assert_eq!(fs::metadata(&ssh).unwrap().permissions().mode() & 0o777, 0o700);
+            let config = fs::metadata(ssh.join("config")).unwrap();
+            assert_eq!(config.permissions().mode() & 0o777, 0o600);
+        }
     }
 
     #[test]
@@ -322,6 +329,7 @@ mod tests {
         assert!(b.contains("IdentityFile /home/100%%/eic_ed25519\n"));
     }
 
+    #[cfg(unix)]
     #[test]
     fn the_block_takes_instance_ids_and_names_only() {
         // As OpenSSH reads it: `ssh -G` prints the configuration it would use for a host.
@@ -354,6 +362,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn install_writes_a_dangling_symlinks_target() {
         let dir = tempfile::tempdir().unwrap();
@@ -367,6 +376,7 @@ mod tests {
         assert!(text.contains("Include "), "{text}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn install_edits_a_symlinked_config_where_it_points() {
         let dir = tempfile::tempdir().unwrap();
@@ -381,6 +391,7 @@ mod tests {
         assert!(text.contains("Include ") && text.ends_with("Host work\n"), "{text}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn the_block_names_eic_as_found_on_path() {
         let dir = tempfile::tempdir().unwrap();

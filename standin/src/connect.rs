@@ -152,7 +152,6 @@ pub fn expiry_stamp(t: SystemTime) -> String {
 
 /// Append `expiry-time="..." key` to `<dir>/<user>`, dropping lines that already expired.
 pub fn install_key(dir: &Path, user: &str, key: &str, expiry: SystemTime) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(user);
     let now = expiry_stamp(SystemTime::now());
     let old = std::fs::read_to_string(&path).unwrap_or_default();
@@ -169,7 +168,8 @@ pub fn install_key(dir: &Path, user: &str, key: &str, expiry: SystemTime) -> std
     text.push_str(&format!("expiry-time=\"{}\" {key}\n", expiry_stamp(expiry)));
     let tmp = dir.join(format!(".{user}.tmp"));
     std::fs::write(&tmp, text)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+    #[cfg(unix)]
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     std::fs::rename(tmp, path)
 }
 

@@ -15,9 +15,11 @@ pub mod connect;
 pub mod ec2;
 pub mod eice;
 pub mod sigv4;
+#[cfg(unix)]
 pub mod sshd;
 pub mod world;
 
+#[cfg(unix)]
 pub use sshd::Sshd;
 pub use world::{
     Call, Credential, Endpoint, Faults, Instance, World, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET,
@@ -193,6 +195,7 @@ impl StandIn {
         })
     }
 
+    #[cfg(unix)]
     /// Start an [`Sshd`] and a stand-in serving [`World::typical`] with port 22 of
     /// `i-0123456789abcdef0` relayed to that sshd and keys written to its AuthorizedKeysFile dir.
     pub async fn with_sshd() -> anyhow::Result<(StandIn, Sshd)> {

@@ -248,6 +248,7 @@ fn man_pages() {
     }
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn open_tunnel_from_a_terminal_needs_a_local_port() {
     // `script` gives eic a pseudo-terminal as stdin, as an interactive shell would.

@@ -117,6 +117,7 @@ pub fn runtime_dir() -> tempfile::TempDir {
 }
 
 /// The pid of `parent`'s child whose command name is `name`.
+#[cfg(target_os = "linux")]
 pub fn child_named(parent: u32, name: &str) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
         let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;

@@ -4,7 +4,9 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{child_named, run, text, Lab, TunnelListener, INSTANCE};
+#[cfg(target_os = "linux")]
+use crate::common::child_named;
+use crate::common::{run, text, Lab, TunnelListener, INSTANCE};
 use eic_standin::{Credential, Faults, World};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -364,6 +366,7 @@ fn assert_clean(what: &str, text: &str) {
 }
 
 /// Every process's argv on this machine.
+#[cfg(target_os = "linux")]
 fn all_argv() -> String {
     let mut out = String::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -375,6 +378,7 @@ fn all_argv() -> String {
     out
 }
 
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn no_secret_on_any_output_or_argv_with_debug() {
     let lab = Lab::start_with(secret_world).await;
@@ -423,11 +427,13 @@ async fn no_secret_on_any_output_or_argv_with_debug() {
 }
 
 /// The environment of process `pid`, one `NAME=value` per line.
+#[cfg(target_os = "linux")]
 fn environ(pid: u32) -> String {
     let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     String::from_utf8_lossy(&raw).replace('\0', "\n")
 }
 
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn ssh_and_its_commands_get_no_credential_in_their_environment() {
     let lab = Lab::start_with(secret_world).await;
@@ -471,6 +477,7 @@ async fn ssh_and_its_commands_get_no_credential_in_their_environment() {
 
 // ---- Keys under every exit path ----
 
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn sigkill_of_ssh_still_removes_the_key() {
     let lab = Lab::start().await;
@@ -505,10 +512,12 @@ async fn sigkill_of_ssh_still_removes_the_key() {
 
 // ---- Load ----
 
+#[cfg(target_os = "linux")]
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+#[cfg(target_os = "linux")]
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -518,6 +527,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+#[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sequential_connections_leak_nothing() {
     let lab = Lab::start_echo(Faults::default()).await;

@@ -9,19 +9,32 @@
 //! cargo test --test it ssh::throttled_key_push_is_retried -- --nocapture
 //! ```
 
-mod common;
-
+// On every platform (Linux, macOS, Windows).
 mod architecture;
 mod cli;
-mod hardening;
-mod open_tunnel;
-mod open_tunnel_faults;
 mod presign_vectors;
 mod properties;
-mod ssh;
-mod ssh_config;
-mod standin_api;
-mod standin_e2e;
 mod standin_sigv4_vectors;
+
+// End to end, against the stand-in and a real sshd (`/usr/sbin/sshd`): Linux and macOS. The
+// tests that read `/proc` (argv, environ, fds, process states) are marked Linux only.
+#[cfg(unix)]
+mod common;
+#[cfg(unix)]
+mod hardening;
+#[cfg(unix)]
+mod open_tunnel;
+#[cfg(unix)]
+mod open_tunnel_faults;
+#[cfg(unix)]
+mod ssh;
+#[cfg(unix)]
+mod ssh_config;
+#[cfg(unix)]
+mod standin_api;
+#[cfg(unix)]
+mod standin_e2e;
+#[cfg(unix)]
 mod standin_sshd;
+#[cfg(unix)]
 mod standin_tunnel;

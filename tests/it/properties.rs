@@ -7,7 +7,7 @@ use eic::cli::{
 };
 use eic::cmd::ssh_config::install;
 use eic::http_proxy::{bypassed, HttpProxy as Proxy};
-use eic::ssh_argv::{shell_quote, split_ssh_args};
+use eic::ssh_argv::split_ssh_args;
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -118,11 +118,12 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
 
+    #[cfg(unix)]
     #[test]
     fn shell_quoting_round_trips_through_sh(word in "[ -~]{0,20}") {
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("printf %s {}", shell_quote(&word)))
+            .arg(format!("printf %s {}", eic::ssh_argv::shell_quote(&word)))
             .output()
             .unwrap();
         prop_assert_eq!(String::from_utf8_lossy(&out.stdout), word);

@@ -457,6 +457,7 @@ async fn dry_run_prints_the_command_and_pushes_nothing() {
     assert_no_key_left(&runtime);
 }
 
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn no_secret_in_any_argv_and_no_api_call_from_the_proxy() {
     let world = |sshd: &Sshd| {
@@ -573,12 +574,14 @@ async fn a_runtime_dir_that_is_not_private_gets_no_key() {
 }
 
 /// The state letter of process `pid` (`S` sleeping, `T` stopped, ...).
+#[cfg(target_os = "linux")]
 fn state(pid: u32) -> char {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()).unwrap_or('?')
 }
 
 /// Polls until `pid`'s state is `want` (a stop or a continue is asynchronous).
+#[cfg(target_os = "linux")]
 async fn reaches(pid: u32, want: char) -> bool {
     for _ in 0..200 {
         if state(pid) == want {
@@ -589,6 +592,7 @@ async fn reaches(pid: u32, want: char) -> bool {
     false
 }
 
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn when_ssh_stops_eic_stops_and_continues_it() {
     // `~^Z` makes ssh stop itself; a shell then gets the terminal back only if eic stops too.
