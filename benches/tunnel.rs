@@ -168,6 +168,7 @@ fn run() -> anyhow::Result<bool> {
         case!("B6", "B6", cases::b6);
         case!("B1", "B1", cases::b1);
         case!("B2", "B2", cases::b2);
+        case!("B8", "B8", cases::b8);
         drop(lab);
 
         rows.sort_by_key(|r| r.case);

@@ -104,6 +104,9 @@ impl Signing {
 pub struct Aws {
     pub region: String,
     pub fips: bool,
+    /// `use_dualstack_endpoint`: the tunnel goes to the endpoint's dual-stack name when it has
+    /// one, as the SDKs do for API endpoints.
+    pub dual_stack: bool,
     pub ca_bundle: Option<CaBundle>,
     pub signing: Arc<Signing>,
     ec2: aws_sdk_ec2::Client,
@@ -136,18 +139,15 @@ impl Aws {
             loader = loader.http_client(http_client(bundle)?);
         }
         let sdk = loader.load().await;
-        let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
-            error::config(
-                "no AWS region configured: pass --region, set AWS_REGION, or set `region` in your profile",
-            )
-        })?;
+        let region = sdk.region().map(|r| r.to_string()).ok_or_else(no_region)?;
         let provider = sdk
             .credentials_provider()
             .ok_or_else(|| error::config("no AWS credentials provider is configured"))?;
         let credentials = provide(&provider).await?;
         let fips = sdk.use_fips().unwrap_or(false);
-        // The SDKs refuse FIPS with a custom endpoint: the URL given then decides, and FIPS
-        // still picks the tunnel's DNS name.
+        let dual_stack = sdk.use_dual_stack().unwrap_or(false);
+        // The SDKs refuse FIPS and dual-stack with a custom endpoint: the URL given then
+        // decides, and they still pick the tunnel's DNS name.
         let custom = |service: &str| {
             sdk.endpoint_url().is_some()
                 || std::env::var(format!("AWS_ENDPOINT_URL_{service}")).is_ok_and(|v| !v.is_empty())
@@ -156,10 +156,12 @@ impl Aws {
         let ec2 = aws_sdk_ec2::config::Builder::from(&sdk)
             .credentials_provider(fixed.clone())
             .use_fips(fips && !custom("EC2"))
+            .use_dual_stack(dual_stack && !custom("EC2"))
             .build();
         let instance_connect = aws_sdk_ec2instanceconnect::config::Builder::from(&sdk)
             .credentials_provider(fixed)
             .use_fips(fips && !custom("EC2_INSTANCE_CONNECT"))
+            .use_dual_stack(dual_stack && !custom("EC2_INSTANCE_CONNECT"))
             .build();
         Ok(Aws {
             signing: Arc::new(Signing {
@@ -169,6 +171,7 @@ impl Aws {
             }),
             region,
             fips,
+            dual_stack,
             ca_bundle,
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
             instance_connect: aws_sdk_ec2instanceconnect::Client::from_conf(instance_connect),
@@ -275,6 +278,24 @@ pub enum Instances<'a> {
     AnyNamed(&'a str),
 }
 
+/// The region alone, as [`Aws::load`] finds it, with no credential resolved and no API call.
+pub async fn region(settings: &Settings) -> anyhow::Result<String> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    loader.load().await.region().map(|r| r.to_string()).ok_or_else(no_region)
+}
+
+fn no_region() -> anyhow::Error {
+    error::config(
+        "no AWS region configured: pass --region, set AWS_REGION, or set `region` in your profile",
+    )
+}
+
 async fn provide(provider: &SharedCredentialsProvider) -> anyhow::Result<Credentials> {
     provider.provide_credentials().await.map_err(|e| {
         error::config(format!(
@@ -367,17 +388,23 @@ pub struct Endpoint {
     pub state: String,
     pub dns_name: Option<String>,
     pub fips_dns_name: Option<String>,
+    /// `PublicDnsNames.Dualstack`'s names (IPv4 and IPv6), when the endpoint has them.
+    pub dualstack_dns_name: Option<String>,
+    pub dualstack_fips_dns_name: Option<String>,
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
 }
 
 impl Endpoint {
     fn from_sdk(e: &aws_sdk_ec2::types::Ec2InstanceConnectEndpoint) -> Endpoint {
+        let dualstack = e.public_dns_names().and_then(|n| n.dualstack());
         Endpoint {
             id: error::printable(e.instance_connect_endpoint_id().unwrap_or_default()),
             state: error::printable(e.state().map_or("unknown", |s| s.as_str())),
             dns_name: e.dns_name().map(str::to_string),
             fips_dns_name: e.fips_dns_name().map(str::to_string),
+            dualstack_dns_name: dualstack.and_then(|d| d.dns_name()).map(str::to_string),
+            dualstack_fips_dns_name: dualstack.and_then(|d| d.fips_dns_name()).map(str::to_string),
             vpc_id: e.vpc_id().map(error::printable),
             subnet_id: e.subnet_id().map(error::printable),
         }

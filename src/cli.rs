@@ -147,6 +147,13 @@ pub struct SshConfigArgs {
     pub force: bool,
 }
 
+/// What `eic ssh --dry-run` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
 /// How `eic ssh` reaches the instance, as the AWS CLI defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum ConnectionType {
@@ -194,6 +201,21 @@ pub struct SshArgs {
     /// Print the ssh command line that would run and exit, without pushing a key.
     #[arg(long)]
     pub dry_run: bool,
+    /// Share the connection, kept this many seconds after its last session: later `eic ssh`
+    /// to the same instance, user and port run over it, with no lookup, no key pushed and no
+    /// new tunnel (it holds one of the endpoint's 20 tunnels meanwhile). 0 turns sharing off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub persist: u32,
+    /// Do not share the connection (--persist 0).
+    #[arg(long, conflicts_with = "persist")]
+    pub no_reuse: bool,
+    /// End the shared connection to the instance (for this --os-user and --ssh-port).
+    #[arg(long, conflicts_with_all = ["dry_run", "no_reuse"])]
+    pub stop: bool,
+    /// What --dry-run prints: the ssh command line (text), or the resolved plan as JSON
+    /// (instance, address, route, endpoint, ssh's argv), for scripts.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Output::Text, requires = "dry_run")]
+    pub output: Output,
     /// Extra ssh arguments and a remote command, after `--`, passed to ssh verbatim.
     #[arg(last = true, value_name = "SSH_ARGS", allow_hyphen_values = true)]
     pub ssh_args: Vec<String>,
@@ -259,6 +281,10 @@ pub struct TunnelArgs {
     /// ProxyCommand: its child holds no credentials).
     #[arg(long, value_name = "PATH", hide = true)]
     pub presigned_url_file: Option<PathBuf>,
+    /// Once the tunnel is open, stderr goes to /dev/null (a shared connection outlives the
+    /// command that started it: it must not hold that command's stderr).
+    #[arg(long, hide = true, requires = "presigned_url_file")]
+    pub detach_stderr: bool,
 }
 
 /// `--eice-options`, in the AWS CLI's shorthand or JSON form.
@@ -306,6 +332,11 @@ pub struct SshPlan {
     pub via: Via,
     pub local_forwarding: Option<String>,
     pub dry_run: bool,
+    pub output: Output,
+    /// Share the connection, for this many seconds after its last session.
+    pub persist: Option<u32>,
+    /// End the shared connection instead.
+    pub stop: bool,
     pub debug: bool,
     /// After `--`: ssh options, then a remote command.
     pub ssh_args: Vec<String>,
@@ -324,6 +355,7 @@ pub struct PresignedPlan {
     pub target: TunnelTarget,
     pub url_file: PathBuf,
     pub connect_timeout: Duration,
+    pub detach_stderr: bool,
 }
 
 #[derive(Debug)]
@@ -421,6 +453,12 @@ impl SshArgs {
             via,
             local_forwarding: self.local_forwarding,
             dry_run: self.dry_run,
+            output: self.output,
+            // Not on Windows (its OpenSSH shares no connection), nor with --debug: a shared
+            // connection's log would outlive the command.
+            persist: Some(self.persist)
+                .filter(|p| *p > 0 && !self.no_reuse && !debug && cfg!(unix)),
+            stop: self.stop,
             debug,
             ssh_args: self.ssh_args,
         })
@@ -447,7 +485,9 @@ impl TunnelArgs {
                 remote_port,
                 max_tunnel_duration,
             };
-            return Ok(Plan::Presigned(PresignedPlan { target, url_file, connect_timeout }));
+            let detach_stderr = self.detach_stderr;
+            let plan = PresignedPlan { target, url_file, connect_timeout, detach_stderr };
+            return Ok(Plan::Presigned(plan));
         }
         let to = match (
             self.private_ip_address,

@@ -30,6 +30,24 @@ impl fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+/// An AWS service's refusal that may pass by itself: HTTP 429, the service is at a limit (an
+/// endpoint allows 20 tunnels at once). Exits as [`AWS`].
+#[derive(Debug)]
+pub struct Busy(pub String);
+
+impl fmt::Display for Busy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Busy {}
+
+/// Whether `error` is (or was caused by) a [`Busy`] refusal.
+pub fn is_busy(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| e.is::<Busy>())
+}
+
 fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Exit { code, message: message.into() })
 }
@@ -56,7 +74,10 @@ pub fn interrupted() -> anyhow::Error {
 
 /// The exit code for an error: the outermost [`Exit`] in its chain decides, else 255.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
-    error.chain().find_map(|e| e.downcast_ref::<Exit>()).map_or(OTHER, |e| e.code)
+    let code = |e: &(dyn std::error::Error + 'static)| {
+        e.downcast_ref::<Exit>().map(|e| e.code).or(e.is::<Busy>().then_some(AWS))
+    };
+    error.chain().find_map(code).unwrap_or(OTHER)
 }
 
 /// Text from the network (a close reason, an error message, a tag) made safe for a terminal:

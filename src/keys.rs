@@ -57,6 +57,34 @@ pub fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
         .with_context(|| format!("cannot create a private directory in {}", parent.display()))
 }
 
+/// eic's directory for this user (the push cache, shared connections' sockets), created 0700
+/// and used only while it is ours and private:
+/// `$XDG_RUNTIME_DIR/eic` when `XDG_RUNTIME_DIR` is itself ours and private, else
+/// `~/.cache/eic` (never a predictable name in a shared directory such as /tmp).
+pub fn private_dir() -> anyhow::Result<PathBuf> {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let dir = match runtime.filter(|p| p.is_absolute() && is_private_dir(p)) {
+        Some(runtime) => runtime.join("eic"),
+        None => home()?.join(".cache").join("eic"),
+    };
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let builder = &mut fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(builder, 0o700);
+    match builder.create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("cannot create {}", dir.display()))
+        }
+        _ if cfg!(unix) && !is_private_dir(&dir) => {
+            anyhow::bail!("{} is not a private directory of this user", dir.display())
+        }
+        _ => Ok(dir),
+    }
+}
+
 /// Makes a one-time Ed25519 key in `dir`. The private half is only ever in memory and in a
 /// 0600 file there.
 pub fn generate(dir: &Path) -> anyhow::Result<Key> {

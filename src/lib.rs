@@ -18,6 +18,7 @@ pub mod local;
 pub mod presign;
 pub mod push_cache;
 pub mod resolve;
+pub mod reuse;
 pub mod signals;
 pub mod ssh_argv;
 pub mod tunnel;

@@ -63,9 +63,16 @@ pub fn stdio() -> std::io::Result<(Reader<tokio::io::Stdin>, Writer<tokio::io::S
 }
 
 /// Opens a tunnel and relays stdin and stdout through it until it ends, as ssh's ProxyCommand
-/// uses it.
-pub async fn relay_stdio(opener: &Opener) -> anyhow::Result<()> {
-    let tunnel = opener.open().await?;
+/// uses it. `detach_stderr`: once the tunnel is open, stderr goes to the null device.
+pub async fn relay_stdio(opener: &Opener, detach_stderr: bool) -> anyhow::Result<()> {
+    let tunnel = opener.open_waiting().await?;
+    #[cfg(unix)]
+    if detach_stderr {
+        let null = std::fs::File::options().write(true).open("/dev/null")?;
+        nix::unistd::dup2_stderr(null)?;
+    }
+    #[cfg(not(unix))]
+    let _ = detach_stderr;
     let started = Instant::now();
     let (stdin, stdout, _flags) = stdio()?;
     let result = pump(stdin, stdout, tunnel, std::future::pending()).await;

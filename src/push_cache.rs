@@ -3,10 +3,9 @@
 //! The cache only saves pushes: any problem with it gives one warning and a push without it,
 //! never a failed login.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -16,33 +15,6 @@ use crate::keys;
 
 /// Pushed keys are valid for 60 s; a push younger than this is reused, leaving time to log in.
 pub const FRESH_FOR: Duration = Duration::from_secs(40);
-
-/// This user's cache directory, created 0700 and used only while it is ours and private:
-/// `$XDG_RUNTIME_DIR/eic` when `XDG_RUNTIME_DIR` is itself ours and private, else
-/// `~/.cache/eic` (never a predictable name in a shared directory such as /tmp).
-fn cache_dir() -> anyhow::Result<PathBuf> {
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    let dir = match runtime.filter(|p| p.is_absolute() && keys::is_private_dir(p)) {
-        Some(runtime) => runtime.join("eic"),
-        None => keys::home()?.join(".cache").join("eic"),
-    };
-    if let Some(parent) = dir.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let builder = &mut fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(builder, 0o700);
-    match builder.create(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            Err(e).with_context(|| format!("cannot create {}", dir.display()))
-        }
-        _ if cfg!(unix) && !keys::is_private_dir(&dir) => {
-            anyhow::bail!("{} is not a private directory of this user", dir.display())
-        }
-        _ => Ok(dir),
-    }
-}
 
 /// Runs `push` unless the same key was pushed for the same instance and user less than
 /// [`FRESH_FOR`] ago. Concurrent callers wait on one lock, so only the first one pushes.
@@ -90,7 +62,7 @@ fn fresh(pushed_at: u64, now: u64) -> bool {
 /// The cache file `name`, locked (the lock goes when the file is closed, however eic ends).
 /// A symbolic link there is never followed.
 async fn locked(name: &str) -> anyhow::Result<File> {
-    let path = cache_dir()?.join(name);
+    let path = keys::private_dir()?.join(name);
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]

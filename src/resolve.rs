@@ -216,7 +216,7 @@ impl Endpoints {
             Endpoints::Chosen(id, dns_name) => Ok((id, dns_name)),
             Endpoints::Usable(endpoints) => {
                 let endpoint = pick_endpoint(endpoints, instance, &aws.region)?;
-                let dns_name = dns_name(&endpoint, aws.fips)?;
+                let dns_name = dns_name(&endpoint, aws)?;
                 Ok((endpoint.id, dns_name))
             }
         }
@@ -242,16 +242,23 @@ async fn given_endpoint(aws: &Aws, given: GivenEndpoint) -> anyhow::Result<(Stri
                     USABLE_ENDPOINT_STATES.join(", ")
                 )));
             }
-            Ok((endpoint.id.clone(), dns_name(&endpoint, aws.fips)?))
+            Ok((endpoint.id.clone(), dns_name(&endpoint, aws)?))
         }
     }
 }
 
-/// The DNS name to connect to: the FIPS one when FIPS endpoints are configured. It is checked
+/// The DNS name to connect to: the FIPS one when FIPS endpoints are configured, the dual-stack
+/// one (IPv4 and IPv6) when dual-stack endpoints are and the endpoint has one. It is checked
 /// like `--instance-connect-endpoint-dns-name`: it goes into the URL, SNI and CONNECT line.
-fn dns_name(endpoint: &Endpoint, fips: bool) -> anyhow::Result<DnsName> {
-    let name = if fips { &endpoint.fips_dns_name } else { &endpoint.dns_name };
-    let name = name.as_deref().filter(|n| !n.is_empty()).ok_or_else(|| {
+fn dns_name(endpoint: &Endpoint, aws: &Aws) -> anyhow::Result<DnsName> {
+    let fips = aws.fips;
+    let (name, dual_stack) = if fips {
+        (&endpoint.fips_dns_name, &endpoint.dualstack_fips_dns_name)
+    } else {
+        (&endpoint.dns_name, &endpoint.dualstack_dns_name)
+    };
+    let dual_stack = dual_stack.as_deref().filter(|n| aws.dual_stack && !n.is_empty());
+    let name = dual_stack.or(name.as_deref()).filter(|n| !n.is_empty()).ok_or_else(|| {
         if fips {
             error::config(format!(
                 "the endpoint {} has no FIPS DNS name, but use_fips_endpoint is set (AWS_USE_FIPS_ENDPOINT or the profile): unset it, or use an endpoint in a region with FIPS endpoints",

@@ -17,6 +17,9 @@ pub struct ProxyCommand {
     pub url_file: PathBuf,
     pub ca_bundle: Option<PathBuf>,
     pub debug: bool,
+    /// For a shared connection, which outlives the command that started it: the child lets go
+    /// of that command's stderr once the tunnel is open.
+    pub detach_stderr: bool,
 }
 
 impl ProxyCommand {
@@ -43,6 +46,9 @@ impl ProxyCommand {
             words.extend(["--max-tunnel-duration".into(), secs.to_string()]);
         }
         words.extend(["--presigned-url-file".into(), path(&self.url_file)]);
+        if self.detach_stderr {
+            words.push("--detach-stderr".into());
+        }
         if self.debug {
             words.push("--debug".into());
         }
@@ -65,6 +71,16 @@ pub struct SshCommand {
     pub verbose: bool,
     /// The arguments after `--`: ssh options, then a remote command.
     pub extra: Vec<String>,
+    /// Shares this connection as a master for later sessions, when `Some`.
+    pub master: Option<Master>,
+}
+
+/// A connection shared by OpenSSH's multiplexing: its socket (keyed by instance, never by the
+/// private IP, which other VPCs reuse), kept for `persist` seconds after its last session.
+#[derive(Debug, Clone)]
+pub struct Master {
+    pub socket: PathBuf,
+    pub persist: u32,
 }
 
 impl SshCommand {
@@ -89,29 +105,32 @@ impl SshCommand {
             format!("HostKeyAlias={}", self.instance_id),
             "-o".into(),
             "ServerAliveInterval=5".into(),
-            // A shared connection is keyed by the private IP, which other VPCs reuse: it could
-            // log in to another instance. The one-time key stays out of the user's agent.
-            "-o".into(),
-            "ControlMaster=no".into(),
-            "-o".into(),
-            "ControlPath=none".into(),
-            "-o".into(),
-            "AddKeysToAgent=no".into(),
-            "-p".into(),
-            self.port.to_string(),
         ]);
-        if let Some(spec) = &self.local_forwarding {
-            args.extend(["-L".into(), spec.clone()]);
-        }
-        if self.verbose {
-            args.push("-v".into());
-        }
-        let (options, command) = split_ssh_args(&self.extra);
-        args.extend(options.iter().cloned());
-        // ssh reads options after the destination too: `--` keeps a command like `-x` one.
-        args.push("--".into());
-        args.push(format!("{}@{}", self.user, self.address));
-        args.extend(command.iter().cloned());
+        // Sharing is eic's own (the user's ControlPath would be keyed by the private IP, which
+        // other VPCs reuse: it could lead to another instance), or none.
+        let sharing: Vec<String> = match &self.master {
+            Some(master) => vec![
+                "-o".into(),
+                "ControlMaster=auto".into(),
+                "-o".into(),
+                format!("ControlPath={}", config_path(&master.socket.display().to_string())),
+                "-o".into(),
+                format!("ControlPersist={}", master.persist),
+            ],
+            None => ["-o", "ControlMaster=no", "-o", "ControlPath=none"].map(String::from).into(),
+        };
+        args.extend(sharing);
+        // The one-time key stays out of the user's agent.
+        args.extend(["-o".into(), "AddKeysToAgent=no".into()]);
+        let destination = format!("{}@{}", self.user, self.address);
+        session(
+            &mut args,
+            self.port,
+            self.local_forwarding.as_deref(),
+            self.verbose,
+            &self.extra,
+            &destination,
+        );
         args
     }
 
@@ -123,6 +142,58 @@ impl SshCommand {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// ssh's arguments for a session over the live master on `socket`: no key, no ProxyCommand
+/// (`none`, and the instance id as host: should the master be gone, ssh fails rather than
+/// connect some other way).
+pub fn over_master(
+    socket: &Path,
+    user: &str,
+    instance_id: &str,
+    port: u16,
+    local_forwarding: Option<&str>,
+    verbose: bool,
+    extra: &[String],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-o".into(),
+        format!("ControlPath={}", config_path(&socket.display().to_string())),
+        "-o".into(),
+        "ControlMaster=no".into(),
+        "-o".into(),
+        "ProxyCommand=none".into(),
+        "-o".into(),
+        format!("HostKeyAlias={instance_id}"),
+    ]
+    .into();
+    session(&mut args, port, local_forwarding, verbose, extra, &format!("{user}@{instance_id}"));
+    args
+}
+
+/// The end of every ssh command line: the port, a forwarding, `-v`, the user's options, then
+/// `--`, the destination and the remote command.
+fn session(
+    args: &mut Vec<String>,
+    port: u16,
+    local_forwarding: Option<&str>,
+    verbose: bool,
+    extra: &[String],
+    destination: &str,
+) {
+    args.extend(["-p".into(), port.to_string()]);
+    if let Some(spec) = local_forwarding {
+        args.extend(["-L".into(), spec.to_string()]);
+    }
+    if verbose {
+        args.push("-v".into());
+    }
+    let (options, command) = split_ssh_args(extra);
+    args.extend(options.iter().cloned());
+    // ssh reads options after the destination too: `--` keeps a command like `-x` one.
+    args.push("--".into());
+    args.push(destination.to_string());
+    args.extend(command.iter().cloned());
 }
 
 /// ssh's options that take a value (from ssh(1)'s getopt string).
@@ -353,10 +424,12 @@ mod tests {
                 url_file: "/run/user/1000/eic-abc/tunnel-url".into(),
                 ca_bundle: None,
                 debug: false,
+                detach_stderr: false,
             }),
             local_forwarding: Some("8080:localhost:80".into()),
             verbose: true,
             extra: strings(extra),
+            master: None,
         }
     }
 

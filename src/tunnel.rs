@@ -150,6 +150,9 @@ fn upgrade_refused(response: &tungstenite::http::Response<Option<Vec<u8>>>) -> a
         _ => "",
     };
     msg.push_str(hint);
+    if status == 429 {
+        return anyhow::Error::new(error::Busy(msg));
+    }
     error::aws(msg)
 }
 
@@ -306,6 +309,36 @@ impl Opener {
         };
         tracing::debug!(url = %presign::redact(&url), "opening tunnel");
         connect(&url, &self.target.dns_name, self.tls.clone(), self.timeout).await
+    }
+
+    /// Opens a tunnel; while the endpoint has no free one (HTTP 429: it allows 20 at once),
+    /// tries again with jittered, growing pauses until the connect timeout has passed, and says
+    /// once that it waits. For the ProxyCommand paths: ssh would only fail otherwise.
+    pub async fn open_waiting(&self) -> anyhow::Result<Tunnel> {
+        let deadline = Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(200);
+        let mut said = false;
+        loop {
+            match self.open().await {
+                Err(e) if error::is_busy(&e) && Instant::now() + pause < deadline => {
+                    if !said {
+                        eprintln!(
+                            "eic: the endpoint {} has no free tunnel (it allows 20 at once): waiting up to {} s for one",
+                            self.target.endpoint_id,
+                            self.timeout.as_secs()
+                        );
+                        said = true;
+                    }
+                    // Jitter: 50-150 % of the pause, so that waiting clients do not retry at once.
+                    let jitter = 0.5
+                        + f64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng))
+                            / f64::from(u32::MAX);
+                    tokio::time::sleep(pause.mul_f64(jitter)).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Explains how a tunnel ended, naming the duration limit when that is what ended it.

@@ -548,6 +548,51 @@ pub async fn b3_b4(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
+// ---- B8: twenty one-off commands, over one shared connection or each logging in ----
+
+pub async fn b8(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
+    let twenty = |shared: bool| async move {
+        let options: &[&str] = if shared { &[] } else { &["--no-reuse"] };
+        let started = Instant::now();
+        for _ in 0..20 {
+            let mut cmd = lab.eic_ssh_with(options, "true");
+            Proc::spawn("eic ssh -- true", &mut cmd, Stdio::null(), Stdio::null())?
+                .finish(SHORT)
+                .await?;
+        }
+        let elapsed = started.elapsed().as_secs_f64() * 1e3;
+        if shared {
+            let mut stop = lab.eic_ssh_with(&["--stop"], "true");
+            Proc::spawn("eic ssh --stop", &mut stop, Stdio::null(), Stdio::null())?
+                .finish(SHORT)
+                .await?;
+        }
+        Ok::<_, anyhow::Error>(elapsed)
+    };
+    let mut pair = Pair::default();
+    for run in 0..cfg.runs {
+        for step in 0..2 {
+            match (run + step) % 2 {
+                0 => pair.push(Who::Eic, twenty(true).await?),
+                _ => pair.push(Who::Reference, twenty(false).await?),
+            }
+        }
+    }
+    eprintln!(
+        "  B8: shared {:?} ms, each logging in {:?} ms",
+        pair.eic.iter().map(|t| t.round()).collect::<Vec<_>>(),
+        pair.reference.iter().map(|t| t.round()).collect::<Vec<_>>()
+    );
+    Ok(vec![pair.row(
+        "B8",
+        "twenty_commands",
+        "20 `eic ssh -- true` over one shared connection vs each logging in".into(),
+        "ms",
+        "eic --no-reuse",
+        Target::None,
+    )])
+}
+
 // ---- B5: 1-byte echo round trips ----
 
 /// One 1-byte round trip, in ms.

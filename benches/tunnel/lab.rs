@@ -209,11 +209,19 @@ impl Lab {
 
     /// `eic ssh --instance-id ... -- <isolating ssh options> REMOTE`: lookups, key push, ssh.
     pub fn eic_ssh(&self, remote: &str) -> Command {
-        let mut args: Vec<String> =
-            ["ssh", "--instance-id", TYPICAL_INSTANCE_ID, "--os-user", self.sshd.user(), "--"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        // A login of its own each time (B8 measures shared connections).
+        self.eic_ssh_with(&["--no-reuse"], remote)
+    }
+
+    /// `eic ssh` with `options` before its `--`.
+    pub fn eic_ssh_with(&self, options: &[&str], remote: &str) -> Command {
+        let mut args: Vec<String> = ["ssh", "--instance-id", TYPICAL_INSTANCE_ID, "--os-user"]
+            .iter()
+            .chain([&self.sshd.user()])
+            .chain(options)
+            .chain(&["--"])
+            .map(|s| s.to_string())
+            .collect();
         args.extend(self.ssh_options());
         args.push(remote.into());
         self.eic(&args)

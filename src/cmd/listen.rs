@@ -60,8 +60,11 @@ pub async fn run(settings: &Settings, plan: ListenPlan) -> anyhow::Result<i32> {
                 };
                 let opener = opener.clone();
                 let stop = stop_rx.clone();
+                // The tunnels this listener has open, for a refusal's message.
+                let limit = limit.clone();
+                let open = move || max - limit.available_permits();
                 tasks.spawn(async move {
-                    serve(next_id, socket, peer, &opener, stop, permit).await;
+                    serve(next_id, socket, peer, &opener, stop, permit, open).await;
                 });
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -86,6 +89,7 @@ async fn serve(
     opener: &Opener,
     mut stop: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
+    open: impl Fn() -> usize,
 ) {
     let started = Instant::now();
     let tunnel = tokio::select! {
@@ -94,6 +98,10 @@ async fn serve(
     };
     let tunnel = match tunnel {
         Ok(tunnel) => tunnel,
+        Err(e) if crate::error::is_busy(&e) => {
+            eprintln!("eic: [{id}] {peer}: {e:#} (this listener has {} tunnels open)", open() - 1);
+            return;
+        }
         Err(e) => {
             eprintln!("eic: [{id}] {peer}: {e:#}");
             return;

@@ -10,7 +10,7 @@ use crate::tunnel::{Opener, Signer};
 
 pub async fn run(settings: &Settings, plan: TunnelPlan) -> anyhow::Result<i32> {
     let opener = super::opener(settings, plan).await?;
-    local::relay_stdio(&opener).await?;
+    local::relay_stdio(&opener, false).await?;
     Ok(0)
 }
 
@@ -24,6 +24,6 @@ pub async fn presigned(settings: &Settings, plan: PresignedPlan) -> anyhow::Resu
     let signer = Signer::Url(url.trim().to_string());
     let ca_bundle = CaBundle::named(settings)?;
     let opener = Opener::new(signer, ca_bundle.as_ref(), plan.target, plan.connect_timeout)?;
-    local::relay_stdio(&opener).await?;
+    local::relay_stdio(&opener, plan.detach_stderr).await?;
     Ok(0)
 }

@@ -37,6 +37,6 @@ pub async fn run(settings: &Settings, plan: ProxyPlan) -> anyhow::Result<i32> {
         target,
         plan.connect_timeout,
     )?;
-    local::relay_stdio(&opener).await?;
+    local::relay_stdio(&opener, false).await?;
     Ok(0)
 }

@@ -1,48 +1,117 @@
 //! `eic ssh`: find the instance and its route, push a one-time key, and run the system ssh,
 //! with eic itself as the ProxyCommand when the route goes through an endpoint.
 
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::Context;
 use tempfile::TempDir;
 
-use crate::aws::{Aws, Settings};
-use crate::cli::SshPlan;
+use crate::aws::{self, Aws, Settings};
+use crate::cli::{Output, SshPlan};
 use crate::error;
 use crate::keys;
 use crate::presign::{self, TunnelTarget};
 use crate::resolve::{self, InstanceRef, Route, Via};
+use crate::reuse;
 use crate::signals::{self, Signals};
-use crate::ssh_argv::{self, ProxyCommand, SshCommand};
+use crate::ssh_argv::{self, Master, ProxyCommand, SshCommand};
 
 pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     // Until ssh runs, a signal ends eic through the normal path, so the key is removed.
     let mut signals = Signals::catch()?;
+    let ssh = ssh_argv::find_ssh().ok_or_else(|| {
+        error::config(
+            "ssh not found on PATH: install the OpenSSH client (e.g. `apt-get install openssh-client`)",
+        )
+    })?;
+    // A shared connection: its socket is found with no API call (for --instance-id).
+    let shared = if plan.persist.is_some() || plan.stop {
+        Some(shared_socket(settings, &plan).await?)
+    } else {
+        None
+    };
+    if let Some((socket, instance_id)) = shared.as_ref().filter(|_| !plan.dry_run) {
+        if plan.stop {
+            let stopped = reuse::stop(&ssh, socket);
+            eprintln!(
+                "eic: {} shared connection to {instance_id}",
+                if stopped { "ended the" } else { "there was no" }
+            );
+            return Ok(0);
+        }
+        if reuse::alive(&ssh, socket) {
+            tracing::debug!(socket = %socket.display(), "running over the shared connection");
+            let args = ssh_argv::over_master(
+                socket,
+                &plan.os_user,
+                instance_id,
+                plan.port,
+                plan.local_forwarding.as_deref(),
+                plan.debug,
+                &plan.ssh_args,
+            );
+            let mut command = std::process::Command::new(&ssh);
+            command.args(args);
+            return signals::foreground(command, &mut signals).await;
+        }
+    }
+    let master = plan.persist.zip(shared).map(|(persist, (socket, _))| Master { socket, persist });
     let prepared = tokio::select! {
-        prepared = prepare(settings, &plan) => prepared?,
+        prepared = prepare(settings, &plan, ssh, master) => prepared?,
         signal = signals.recv() => return Err(signal.error()),
     };
-    let Prepared { command, scratch } = prepared;
+    let Prepared { command, scratch, region } = prepared;
     if plan.dry_run {
-        return super::print_out(format!("{}\n", command.display()).as_bytes());
+        let printed = match plan.output {
+            Output::Text => command.display(),
+            Output::Json => plan_json(&command, &region).to_string(),
+        };
+        return super::print_out(format!("{printed}\n").as_bytes());
     }
-    let code = run_ssh(&command, &mut signals).await?;
-    drop(scratch);
-    Ok(code)
+    // A master has no use for the key once it has logged in, which is when its socket appears.
+    let socket = command.master.as_ref().map(|m| m.socket.clone());
+    let forget_key = tokio::spawn(async move {
+        if let Some(socket) = socket {
+            while !socket.exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            drop(scratch);
+        } else {
+            std::future::pending::<()>().await;
+        }
+    });
+    let code = run_ssh(&command, &mut signals).await;
+    forget_key.abort();
+    let _ = forget_key.await;
+    code
+}
+
+/// The socket of the shared connection for this plan, and the instance it goes to. The region
+/// comes from the configuration alone; only --name needs a lookup.
+async fn shared_socket(settings: &Settings, plan: &SshPlan) -> anyhow::Result<(PathBuf, String)> {
+    let region = aws::region(settings).await?;
+    let instance_id = match &plan.instance {
+        InstanceRef::Id(id) => id.clone(),
+        name => resolve::instance(&Aws::load(settings).await?, name).await?.id,
+    };
+    let socket = reuse::socket(&region, &instance_id, &plan.os_user, plan.port)?;
+    Ok((socket, instance_id))
 }
 
 struct Prepared {
     command: SshCommand,
     /// The one-time key and the presigned URL, removed with it.
     scratch: TempDir,
+    region: String,
 }
 
-async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared> {
-    let ssh = ssh_argv::find_ssh().ok_or_else(|| {
-        error::config(
-            "ssh not found on PATH: install the OpenSSH client (e.g. `apt-get install openssh-client`)",
-        )
-    })?;
+async fn prepare(
+    settings: &Settings,
+    plan: &SshPlan,
+    ssh: PathBuf,
+    master: Option<Master>,
+) -> anyhow::Result<Prepared> {
     let scratch = keys::scratch_dir()?;
     let key = keys::load(&plan.key, scratch.path())?;
     let aws = Aws::load(settings).await?;
@@ -105,7 +174,9 @@ async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared
                 keys::write_file(&url_file, url.as_bytes(), 0o600, false)?;
             }
             let ca_bundle = aws.ca_bundle.as_ref().map(|b| b.path.clone());
-            (ip, Some(ProxyCommand { exe, target, url_file, ca_bundle, debug: plan.debug }))
+            let detach_stderr = master.is_some();
+            let debug = plan.debug;
+            (ip, Some(ProxyCommand { exe, target, url_file, ca_bundle, debug, detach_stderr }))
         }
     };
     if let Some(pushed) = pushed {
@@ -123,8 +194,34 @@ async fn prepare(settings: &Settings, plan: &SshPlan) -> anyhow::Result<Prepared
         local_forwarding: plan.local_forwarding.clone(),
         verbose: plan.debug,
         extra: plan.ssh_args.clone(),
+        master,
     };
-    Ok(Prepared { command, scratch })
+    Ok(Prepared { command, scratch, region: aws.region.clone() })
+}
+
+/// The plan for scripts: what eic resolved, and the ssh command it would run. Nothing secret:
+/// the key and the presigned URL are files, named only.
+fn plan_json(command: &SshCommand, region: &str) -> serde_json::Value {
+    let endpoint = command.proxy.as_ref().map(|proxy| {
+        let target = &proxy.target;
+        serde_json::json!({
+            "id": target.endpoint_id,
+            "dns_name": target.dns_name.as_str(),
+            "max_tunnel_duration": target.max_tunnel_duration,
+        })
+    });
+    let ssh: Vec<String> =
+        std::iter::once(command.ssh.display().to_string()).chain(command.args()).collect();
+    serde_json::json!({
+        "region": region,
+        "instance_id": command.instance_id,
+        "address": command.address.to_string(),
+        "route": if endpoint.is_some() { "eice" } else { "direct" },
+        "endpoint": endpoint,
+        "user": command.user,
+        "port": command.port,
+        "ssh": ssh,
+    })
 }
 
 /// The environment variables that hold AWS secrets.

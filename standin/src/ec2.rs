@@ -389,6 +389,17 @@ fn describe_endpoints(
         el(&mut out, "state", &e.state);
         el(&mut out, "dnsName", &dns);
         el(&mut out, "fipsDnsName", &fips);
+        out.push_str("<publicDnsNames><ipv4>");
+        el(&mut out, "dnsName", &dns);
+        el(&mut out, "fipsDnsName", &fips);
+        out.push_str("</ipv4>");
+        if let Some((dualstack, dualstack_fips)) = &e.dualstack {
+            out.push_str("<dualstack>");
+            el(&mut out, "dnsName", dualstack);
+            el(&mut out, "fipsDnsName", dualstack_fips);
+            out.push_str("</dualstack>");
+        }
+        out.push_str("</publicDnsNames>");
         let _ = write!(
             out,
             "<networkInterfaceIdSet><item>eni-{}</item></networkInterfaceIdSet>",

@@ -7,6 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -134,9 +135,11 @@ async fn connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) 
     // The endpoint's own cost lands on the benchmark's machine: read one TLS record at a time
     // (tungstenite zero-fills the whole read buffer before each read).
     let config = WebSocketConfig::default().read_buffer_size(16 << 10);
-    let Ok(mut ws) =
-        tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(config)).await
-    else {
+    let accepted =
+        tokio_tungstenite::accept_hdr_async_with_config(tls, callback, Some(config)).await;
+    // `authorize` counted the tunnel in; it is counted out when this connection ends.
+    let _live = plan.is_some().then(|| Live(shared.clone()));
+    let Ok(mut ws) = accepted else {
         return;
     };
     let Some(plan) = plan else { return };
@@ -180,7 +183,16 @@ async fn connection(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) 
         return drain(ws, &shared).await;
     };
     let _ = target.set_nodelay(true);
-    relay(ws, target, faults, plan.max_duration).await;
+    relay(ws, target, faults, plan.max_duration, shared.kill.subscribe()).await;
+}
+
+/// One live tunnel, counted while it lasts.
+struct Live(Arc<Shared>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn close(code: u16, reason: &str) -> Message {
@@ -227,7 +239,13 @@ enum S2c {
     Reset,
 }
 
-async fn relay(ws: Ws, target: TcpStream, faults: Faults, max_duration: Option<Duration>) {
+async fn relay(
+    ws: Ws,
+    target: TcpStream,
+    faults: Faults,
+    max_duration: Option<Duration>,
+    mut kill: tokio::sync::watch::Receiver<u64>,
+) {
     let (mut sink, mut stream) = ws.split();
     let (mut rd, mut wr) = target.into_split();
 
@@ -307,6 +325,7 @@ async fn relay(ws: Ws, target: TcpStream, faults: Faults, max_duration: Option<D
                     let _ = sink.send(close(1008, DURATION_EXCEEDED)).await;
                     return S2c::Closed;
                 }
+                _ = kill.changed() => return S2c::Reset,
             }
         }
     };
@@ -373,6 +392,15 @@ fn authorize(shared: &Shared, req: &Request) -> (Result<Plan, Rejection>, Call) 
     };
     let world = shared.lock();
     let outcome = (|| {
+        let live = &shared.live;
+        if world.faults.max_tunnels.is_some_and(|max| live.load(Ordering::SeqCst) >= max) {
+            let message = "Too many concurrent tunnels for this Instance Connect Endpoint";
+            return Err(Rejection {
+                status: 429,
+                code: "TooManyRequests".into(),
+                message: message.into(),
+            });
+        }
         if let Some((status, code, message)) = &world.faults.upgrade_error {
             return Err(Rejection {
                 status: *status,
@@ -455,5 +483,9 @@ fn authorize(shared: &Shared, req: &Request) -> (Result<Plan, Rejection>, Call) 
             (instance.state == "running").then(|| instance.targets.get(&port).copied()).flatten();
         Ok(Plan { target, max_duration })
     })();
+    if outcome.is_ok() {
+        // Counted in under the world's lock, so that the limit holds; `Live` counts it out.
+        shared.live.fetch_add(1, Ordering::SeqCst);
+    }
     (outcome, call)
 }

@@ -50,6 +50,11 @@ pub(crate) struct Shared {
     /// What clients sent on tunnels that were only drained (after a fault such as
     /// `raw_after_upgrade`), one entry per message: `pong PAYLOAD`, `close CODE`, `binary LEN`.
     pub drained: tokio::sync::watch::Sender<Vec<String>>,
+    /// Tunnels open now (upgraded and not yet ended), for `Faults::max_tunnels`.
+    pub live: std::sync::atomic::AtomicUsize,
+    /// Bumped by [`StandIn::kill_tunnels`]: every live tunnel ends at once, as a network
+    /// failure ends it (no close frame).
+    pub kill: tokio::sync::watch::Sender<u64>,
 }
 
 /// Holds a call named in `Faults::answer_together` until all of those actions have arrived,
@@ -175,6 +180,8 @@ impl StandIn {
             },
             arrived: tokio::sync::watch::Sender::new(Vec::new()),
             drained: tokio::sync::watch::Sender::new(Vec::new()),
+            live: std::sync::atomic::AtomicUsize::new(0),
+            kill: tokio::sync::watch::Sender::new(0),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
         let tasks = vec![
@@ -288,6 +295,14 @@ impl StandIn {
     }
     pub fn count(&self, action: &str) -> usize {
         self.world().calls.iter().filter(|c| c.action == action).count()
+    }
+    /// Tunnels open now.
+    pub fn live_tunnels(&self) -> usize {
+        self.shared.live.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Ends every live tunnel at once, without a close frame (as a network failure does).
+    pub fn kill_tunnels(&self) {
+        self.shared.kill.send_modify(|generation| *generation += 1);
     }
     /// What clients sent on drained tunnels (see `Shared::drained`), once there are `n`
     /// entries or `limit` has passed.

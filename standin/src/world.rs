@@ -121,6 +121,8 @@ pub struct Endpoint {
     pub dns_name: Option<String>,
     /// `None`: the stand-in's own TLS server as `127.0.0.1:PORT`. `Some("")`: omitted.
     pub fips_dns_name: Option<String>,
+    /// `PublicDnsNames.Dualstack` (`DnsName`, `FipsDnsName`), when the endpoint has them.
+    pub dualstack: Option<(String, String)>,
 }
 
 impl Endpoint {
@@ -134,6 +136,7 @@ impl Endpoint {
             availability_zone: "us-east-1a".into(),
             dns_name: None,
             fips_dns_name: None,
+            dualstack: None,
         }
     }
     pub fn state(mut self, state: &str) -> Self {
@@ -193,6 +196,9 @@ pub struct Faults {
     pub reset_after: Option<usize>,
     /// Refuse the upgrade with (HTTP status, ErrorCode, Message).
     pub upgrade_error: Option<(u16, String, String)>,
+    /// At most this many tunnels open at once (the service allows 20 per endpoint); one more
+    /// is refused with HTTP 429.
+    pub max_tunnels: Option<usize>,
     /// Accept TCP and TLS but never answer the upgrade request.
     pub upgrade_hang: bool,
     /// Right after the upgrade, write random bytes (from this seed) on the TLS stream.

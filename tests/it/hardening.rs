@@ -483,7 +483,7 @@ async fn sigkill_of_ssh_still_removes_the_key() {
     let lab = Lab::start().await;
     let runtime = crate::common::runtime_dir();
     let user = lab.sshd.user().to_string();
-    let mut args = vec!["ssh", "--instance-id", INSTANCE, "--os-user", &user, "--"];
+    let mut args = vec!["ssh", "--no-reuse", "--instance-id", INSTANCE, "--os-user", &user, "--"];
     let options = lab.ssh_options();
     args.extend(options.iter().map(String::as_str));
     args.push("echo started; exec sleep 60");

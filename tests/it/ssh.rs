@@ -14,7 +14,9 @@ const VPC: &str = "vpc-1";
 /// `eic ssh --instance-id INSTANCE --os-user <sshd user> EIC_ARGS -- <isolating ssh options> REMOTE`,
 /// with its one-time keys under a runtime dir of the test's own.
 fn eic_ssh(lab: &Lab, runtime: &tempfile::TempDir, eic_args: &[&str], remote: &[&str]) -> Command {
-    let mut args = vec!["ssh", "--instance-id", INSTANCE, "--os-user", lab.sshd.user()];
+    // Unshared: each test here is about one login of its own (tests/it/reuse.rs shares them).
+    let mut args =
+        vec!["ssh", "--no-reuse", "--instance-id", INSTANCE, "--os-user", lab.sshd.user()];
     args.extend_from_slice(eic_args);
     args.push("--");
     let options = lab.ssh_options();
@@ -529,7 +531,8 @@ async fn the_key_is_removed_on_every_way_out() {
 
     // ssh fails (authentication refused: the key is pushed for another user).
     let runtime = runtime_dir();
-    let mut args = vec!["ssh", "--instance-id", INSTANCE, "--os-user", "nobody-else", "--"];
+    let mut args =
+        vec!["ssh", "--no-reuse", "--instance-id", INSTANCE, "--os-user", "nobody-else", "--"];
     let options = lab.ssh_options();
     args.extend(options.iter().map(String::as_str));
     args.push("true");

@@ -197,7 +197,7 @@ async fn name_tags_one_several_or_none() {
     let user = lab.sshd.user().to_string();
 
     // One match: go.
-    let mut args = vec!["ssh", "--name", "web-1", "--os-user", &user, "--"];
+    let mut args = vec!["ssh", "--name", "web-1", "--no-reuse", "--os-user", &user, "--"];
     let options = lab.ssh_options();
     args.extend(options.iter().map(String::as_str));
     args.push("echo by-name");
