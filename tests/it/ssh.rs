@@ -623,3 +623,42 @@ async fn when_ssh_stops_eic_stops_and_continues_it() {
     let status = tokio::time::timeout(LIMIT, eic.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn dry_run_prints_the_plan_as_json_with_the_dual_stack_name_when_asked() {
+    let lab = Lab::start_with(|mut world| {
+        let endpoint = world.endpoint_mut(ENDPOINT).unwrap();
+        endpoint.dualstack =
+            Some(("eice-1.dualstack.example.com".into(), "fips.dual.example.com".into()));
+        world
+    })
+    .await;
+    let runtime = runtime_dir();
+    let plan = |dual_stack: Option<&str>| {
+        let mut cmd = eic_ssh(&lab, &runtime, &["--dry-run", "--output", "json"], &["uptime"]);
+        if let Some(value) = dual_stack {
+            cmd.env("AWS_USE_DUALSTACK_ENDPOINT", value);
+        }
+        cmd
+    };
+    let out = run(&mut plan(None), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(json["instance_id"], INSTANCE);
+    assert_eq!(json["address"], "10.0.0.5");
+    assert_eq!(json["route"], "eice");
+    assert_eq!(json["region"], "us-east-1");
+    assert_eq!(json["endpoint"]["id"], ENDPOINT);
+    assert_eq!(json["endpoint"]["dns_name"], lab.standin.eice_dns_name());
+    let argv: Vec<&str> =
+        json["ssh"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(argv.last() == Some(&"uptime") && argv.contains(&"--"), "{argv:?}");
+    assert!(!text(&out.stdout).contains("X-Amz"), "no URL in the plan");
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
+
+    // use_dualstack_endpoint: the tunnel goes to the endpoint's dual-stack name.
+    let out = run(&mut plan(Some("true")), LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["endpoint"]["dns_name"], "eice-1.dualstack.example.com");
+}

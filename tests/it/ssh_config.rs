@@ -357,3 +357,31 @@ async fn a_key_file_others_can_read_is_refused() {
     assert!(text(&out.stderr).contains("readable by you only"), "{}", text(&out.stderr));
     assert_eq!(lab.standin.count("SendSSHPublicKey"), pushes, "nothing is pushed for it");
 }
+
+#[tokio::test]
+async fn thirty_ssh_share_an_endpoint_that_allows_twenty_tunnels() {
+    // The endpoint refuses a 21st tunnel with HTTP 429: eic proxy waits for a free one.
+    let lab = Lab::start_with(|world| {
+        let faults = eic_standin::Faults { max_tunnels: Some(20), ..Default::default() };
+        world.faults(faults)
+    })
+    .await;
+    let config = installed(&lab).await;
+    let by_id = format!("{}@{INSTANCE}", lab.sshd.user());
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let remote = format!("sleep 1; echo run-{i}");
+        let mut cmd = tool(&lab, "ssh", &config, &[&by_id, &remote]);
+        runs.spawn(async move { (i, run(&mut cmd, LIMIT).await) });
+    }
+    let mut waited = 0;
+    while let Some(done) = runs.join_next().await {
+        let (i, out) = done.unwrap();
+        assert_eq!(out.status.code(), Some(0), "run {i}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("run-{i}\n"));
+        waited += usize::from(text(&out.stderr).contains("has no free tunnel"));
+    }
+    let refused = lab.standin.calls_of("OpenTunnel").iter().filter(|c| c.status == 429).count();
+    assert!(refused > 0 && waited > 0, "the limit was never reached: {refused} refusals");
+    assert_eq!(lab.standin.live_tunnels(), 0);
+}
