@@ -43,8 +43,9 @@ cargo clippy --locked --target "$target" --workspace --all-targets -- -D warning
 # Build: eic.exe, the unit tests (both for Windows), and the stand-in's playground (Linux).
 say "building (release, $target)"
 cargo build --locked --release --target "$target"
+built_in="${CARGO_TARGET_DIR:-target}"
 tests=$(cargo test --locked --release --target "$target" --lib --no-run 2>&1 |
-  grep -o "target[^ ]*/$target/release/deps/eic-[0-9a-f]*\.exe" | head -1)
+  grep -o "[^ (]*/$target/release/deps/eic-[0-9a-f]*\.exe" | head -1)
 [ -n "$tests" ] || fail "no unit-test binary was built"
 cargo build --locked --example playground
 built=$(( $(date +%s) - started ))
@@ -58,7 +59,7 @@ BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) { return RtlGenRandom(data, (ULO
 C
 x86_64-w64-mingw32-gcc -shared -O2 -o "$work/bcryptprimitives.dll" "$work/shim.c" -ladvapi32
 exe="$work/eic.exe"
-cp "target/$target/release/eic.exe" "$exe"
+cp "$built_in/$target/release/eic.exe" "$exe"
 cp "$work/bcryptprimitives.dll" "$(dirname "$tests")/"
 export WINEPREFIX="$work/prefix" WINEDEBUG=-all
 wine=/usr/lib/wine/wine64
@@ -77,7 +78,7 @@ grep -q -- "--remote-port" "$work/err" || fail "the message must name --remote-p
       code open-tunnel --instance-id i-1 --local-port 0)" = 253 ] || fail "no region must exit 253"
 
 say "3. the stand-in, and stdio mode as ssh's ProxyCommand"
-target/debug/examples/playground > "$work/playground.out" 2>&1 &
+"$built_in/debug/examples/playground" > "$work/playground.out" 2>&1 &
 playground=$!
 for _ in $(seq 100); do grep -q "Press Ctrl-C" "$work/playground.out" && break; sleep 0.1; done
 grep -q "Press Ctrl-C" "$work/playground.out" || fail "the playground did not start: $(cat "$work/playground.out")"

@@ -298,25 +298,32 @@ fn restrict(path: &Path, dir: bool) -> anyhow::Result<()> {
         Ok(text)
     };
     let whoami = run("whoami.exe", &["/user".into(), "/fo".into(), "csv".into(), "/nh".into()])?;
-    let sid = sid_of_whoami(&whoami).context("cannot read this user's SID from whoami")?;
-    run("icacls.exe", &icacls_args(path, &sid, dir))
+    let account = account_of_whoami(&whoami).context("cannot read this user's SID from whoami")?;
+    run("icacls.exe", &icacls_args(path, &account, dir))
         .with_context(|| format!("cannot make {} private", path.display()))?;
     Ok(())
 }
 
-/// The user's SID in `whoami /user /fo csv /nh`'s answer: `"host\user","S-1-5-21-..."`.
-pub fn sid_of_whoami(answer: &str) -> Option<String> {
-    let sid = answer.trim().rsplit(',').next()?.trim_matches('"');
-    let ok = sid.starts_with("S-1-")
-        && sid.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'S');
-    ok.then(|| sid.to_string())
+/// This user for icacls, from `whoami /user /fo csv /nh`'s answer (`"host\user","S-1-5-..."`):
+/// the SID, as `*S-1-5-...`. A `whoami` that gives the name alone (`host\user`: Wine's) gives
+/// that name.
+pub fn account_of_whoami(answer: &str) -> Option<String> {
+    let answer = answer.trim();
+    let sid = answer.rsplit(',').next()?.trim_matches('"');
+    let is_sid =
+        sid.starts_with("S-1-") && sid[4..].bytes().all(|b| b.is_ascii_digit() || b == b'-');
+    if is_sid {
+        return Some(format!("*{sid}"));
+    }
+    let name = !answer.is_empty() && !answer.contains(['"', ',', '\n', ':', '*']);
+    name.then(|| answer.to_string())
 }
 
-/// icacls' arguments that make `path` this SID's alone: inherited entries removed, explicit
-/// ones replaced by full control for the SID (`*` marks a SID), inherited by files and folders
-/// made in a directory.
-pub fn icacls_args(path: &Path, sid: &str, dir: bool) -> Vec<OsString> {
-    let grant = if dir { format!("*{sid}:(OI)(CI)F") } else { format!("*{sid}:F") };
+/// icacls' arguments that make `path` this account's alone: inherited entries removed, explicit
+/// ones replaced by full control for the account, inherited by files and folders made in a
+/// directory.
+pub fn icacls_args(path: &Path, account: &str, dir: bool) -> Vec<OsString> {
+    let grant = if dir { format!("{account}:(OI)(CI)F") } else { format!("{account}:F") };
     let args = ["/inheritance:r", "/grant:r", &grant, "/q"];
     std::iter::once(path.as_os_str().to_owned()).chain(args.map(OsString::from)).collect()
 }
@@ -346,19 +353,20 @@ mod tests {
     #[test]
     fn windows_acl_grants_the_user_alone() {
         let answer = "\"desktop-1\\alice\",\"S-1-5-21-1004336348-1177238915-682003330-1001\"\r\n";
-        let sid = sid_of_whoami(answer).unwrap();
-        assert_eq!(sid, "S-1-5-21-1004336348-1177238915-682003330-1001");
-        for bad in ["", "\"alice\",\"OWNER RIGHTS\"", "\"a\",\"S-1-5; rd /s\""] {
-            assert_eq!(sid_of_whoami(bad), None, "{bad}");
+        let account = account_of_whoami(answer).unwrap();
+        assert_eq!(account, "*S-1-5-21-1004336348-1177238915-682003330-1001");
+        assert_eq!(account_of_whoami("VM\\root\r\n").as_deref(), Some("VM\\root"));
+        for bad in ["", "\"alice\",\"OWNER RIGHTS\"", "\"a\",\"S-1-5; rd /s\"", "x:(OI)F"] {
+            assert_eq!(account_of_whoami(bad), None, "{bad}");
         }
-        let args = |dir| icacls_args(Path::new(r"C:\Users\alice\Temp\eic-x"), &sid, dir);
+        let args = |dir| icacls_args(Path::new(r"C:\Users\alice\Temp\eic-x"), &account, dir);
         let want = |grant: &str| {
             [r"C:\Users\alice\Temp\eic-x", "/inheritance:r", "/grant:r", grant, "/q"]
                 .map(OsString::from)
                 .to_vec()
         };
-        assert_eq!(args(true), want(&format!("*{sid}:(OI)(CI)F")));
-        assert_eq!(args(false), want(&format!("*{sid}:F")));
+        assert_eq!(args(true), want(&format!("{account}:(OI)(CI)F")));
+        assert_eq!(args(false), want(&format!("{account}:F")));
     }
 
     #[test]

@@ -436,11 +436,15 @@ mod tests {
     #[test]
     fn builds_the_documented_order() {
         let args = command(true, &["-t", "sudo", "journalctl", "-f"]).args();
+        // A POSIX shell runs the ProxyCommand; Win32-OpenSSH, none (see proxy_command_line).
+        let exe =
+            if cfg!(windows) { "\"/opt/my tools/100%%/eic\"" } else { "'/opt/my tools/100%%/eic'" };
+        let proxy = format!("ProxyCommand={exe} open-tunnel --instance-connect-endpoint-id eice-1 --instance-connect-endpoint-dns-name eice-1.example.com --private-ip-address 10.0.0.5 --remote-port 22 --max-tunnel-duration 600 --presigned-url-file /run/user/1000/eic-abc/tunnel-url");
         assert_eq!(
             args,
             [
                 "-o",
-                "ProxyCommand='/opt/my tools/100%%/eic' open-tunnel --instance-connect-endpoint-id eice-1 --instance-connect-endpoint-dns-name eice-1.example.com --private-ip-address 10.0.0.5 --remote-port 22 --max-tunnel-duration 600 --presigned-url-file /run/user/1000/eic-abc/tunnel-url",
+                proxy.as_str(),
                 "-i",
                 "/run/user/1000/eic-abc/id_ed25519",
                 "-o",

@@ -316,6 +316,18 @@ mod tests {
     }
 
     #[test]
+    #[cfg(windows)]
+    fn block_quotes_paths_for_win32_openssh() {
+        let exe = Path::new(r"C:\Program Files\eic\eic.exe");
+        let b = block(exe, Path::new(r"C:\Users\a b\.ssh\eic_ed25519"));
+        // No shell: the path in double quotes, the rest by the MSVC rules, `--` before the host.
+        assert!(b.contains(
+            r#"ProxyCommand "C:\Program Files\eic\eic.exe" proxy --key-file "C:\Users\a b\.ssh\eic_ed25519" -- "%h" %p "%r""#
+        ), "{b}");
+    }
+
+    #[test]
+    #[cfg(unix)]
     fn block_quotes_paths() {
         let b = block(Path::new("/opt/my tools/eic"), Path::new("/home/a b/.ssh/eic_ed25519"));
         // `--`: a host is never taken for an option.
