@@ -192,10 +192,16 @@ impl Aws {
                 request.filters(filter("tag-key", "Name")).filters(running),
                 format!("Name={name}"),
             ),
+            Instances::Running(None) => (request.filters(running), "the running ones".into()),
+            Instances::Running(Some((key, value))) => {
+                (request.filters(filter(key, value)).filters(running), format!("{key}={value}"))
+            }
         };
+        // The picker needs no more than it can show: a few pages at most.
+        let most = if matches!(which, Instances::Running(_)) { PICKER_MOST } else { usize::MAX };
         let mut pages = request.into_paginator().items().send();
         let mut found = Vec::new();
-        while let Some(reservation) = pages.next().await {
+        while let Some(reservation) = pages.next().await.filter(|_| found.len() <= most) {
             let reservation = reservation.map_err(|e| {
                 let what = format!("DescribeInstances for {what}");
                 api_error(e, &what, "ec2:DescribeInstances", |code| {
@@ -276,7 +282,13 @@ pub enum Instances<'a> {
     Named(&'a str),
     /// The running instances with any Name tag, to compare with this one.
     AnyNamed(&'a str),
+    /// Running instances, all or those matching a filter (`instance-id` or `tag:Name`, with
+    /// EC2's wildcards), up to [`PICKER_MOST`] and one more (so that there are more is seen).
+    Running(Option<(&'a str, &'a str)>),
 }
+
+/// At most this many instances are listed for the picker.
+pub const PICKER_MOST: usize = 1000;
 
 /// The region alone, as [`Aws::load`] finds it, with no credential resolved and no API call.
 pub async fn region(settings: &Settings) -> anyhow::Result<String> {

@@ -167,7 +167,6 @@ pub enum ConnectionType {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["instance_id", "name"])))]
 pub struct SshArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -233,9 +232,10 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
-    /// `--instance-id`, else `--name`.
-    fn instance(self) -> Option<InstanceRef> {
-        self.instance_id.map(InstanceRef::Id).or(self.name.map(InstanceRef::Name))
+    /// `--instance-id`, else `--name`, else (on a terminal) the picker.
+    fn instance(self, terminal: bool) -> Option<InstanceRef> {
+        let named = self.instance_id.map(InstanceRef::Id).or(self.name.map(InstanceRef::Name));
+        named.or(terminal.then_some(InstanceRef::Pick))
     }
 }
 
@@ -378,7 +378,7 @@ impl Cli {
     /// Checks what needs more than one option at a time and builds the plan.
     pub fn into_plan(self, stdin_is_terminal: bool) -> anyhow::Result<Invocation> {
         let plan = match self.command {
-            Command::Ssh(args) => Plan::Ssh(args.into_plan(self.global.debug)?),
+            Command::Ssh(args) => Plan::Ssh(args.into_plan(self.global.debug, stdin_is_terminal)?),
             Command::OpenTunnel(args) => args.into_plan(stdin_is_terminal)?,
             Command::Proxy(args) => Plan::Proxy(ProxyPlan {
                 instance: InstanceRef::from_host(&args.host),
@@ -408,7 +408,7 @@ impl Cli {
 }
 
 impl SshArgs {
-    fn into_plan(self, debug: bool) -> anyhow::Result<SshPlan> {
+    fn into_plan(self, debug: bool, terminal: bool) -> anyhow::Result<SshPlan> {
         let via = match (self.connection_type, self.eice_options, self.instance_ip) {
             (ConnectionType::Direct, Some(_), _) => return Err(usage(
                 "--eice-options cannot be used with --connection-type direct: use --connection-type eice (or auto)",
@@ -443,10 +443,9 @@ impl SshArgs {
             (None, true) => return Err(usage("--push-key needs --private-key-file")),
         };
         Ok(SshPlan {
-            instance: self
-                .target
-                .instance()
-                .ok_or_else(|| usage("specify --instance-id or --name"))?,
+            instance: self.target.instance(terminal).ok_or_else(|| {
+                usage("specify --instance-id or --name (or, on a terminal, pick one from a list)")
+            })?,
             key,
             os_user: self.os_user,
             port: self.ssh_port,
@@ -491,7 +490,7 @@ impl TunnelArgs {
         }
         let to = match (
             self.private_ip_address,
-            self.target.instance(),
+            self.target.instance(stdin_is_terminal),
             self.instance_connect_endpoint_id,
         ) {
             (None, None, _) => return Err(usage(

@@ -15,6 +15,7 @@ pub mod error;
 pub mod http_proxy;
 pub mod keys;
 pub mod local;
+pub mod picker;
 pub mod presign;
 pub mod push_cache;
 pub mod resolve;

@@ -14,6 +14,8 @@ pub enum InstanceRef {
     Id(String),
     /// The value of its `Name` tag.
     Name(String),
+    /// Neither, on a terminal: the user picks one from the list.
+    Pick,
 }
 
 impl InstanceRef {
@@ -120,6 +122,7 @@ pub async fn instance(aws: &Aws, which: &InstanceRef) -> anyhow::Result<Instance
             })?
         }
         InstanceRef::Name(name) => by_name(aws, name).await?,
+        InstanceRef::Pick => crate::picker::pick(aws).await?,
     };
     // 254, as the AWS CLI gets it (`EC2InstanceStateInvalidException` from SendSSHPublicKey).
     if instance.state != "running" {

@@ -25,6 +25,14 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
             "ssh not found on PATH: install the OpenSSH client (e.g. `apt-get install openssh-client`)",
         )
     })?;
+    // Neither --instance-id nor --name, on a terminal: the user picks one, once.
+    let plan = match plan.instance {
+        InstanceRef::Pick => {
+            let picked = resolve::instance(&Aws::load(settings).await?, &InstanceRef::Pick).await?;
+            SshPlan { instance: InstanceRef::Id(picked.id), ..plan }
+        }
+        _ => plan,
+    };
     // A shared connection: its socket is found with no API call (for --instance-id).
     let shared = if plan.persist.is_some() || plan.stop {
         Some(shared_socket(settings, &plan).await?)
@@ -133,7 +141,7 @@ async fn prepare(
     };
     let mut pushed = match &plan.instance {
         InstanceRef::Id(id) => push(id.clone()),
-        InstanceRef::Name(_) => None,
+        InstanceRef::Name(_) | InstanceRef::Pick => None,
     };
     let instance = resolve::instance(&aws, &plan.instance).await?;
     let route = resolve::route(&instance, &plan.via)?;

@@ -27,6 +27,8 @@ mod open_tunnel;
 #[cfg(unix)]
 mod open_tunnel_faults;
 #[cfg(unix)]
+mod picker;
+#[cfg(unix)]
 mod reuse;
 #[cfg(unix)]
 mod ssh;
