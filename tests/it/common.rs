@@ -66,6 +66,20 @@ impl Lab {
         cmd.kill_on_drop(true);
     }
 
+    /// `eic ssh --instance-id INSTANCE --os-user <sshd user> EIC_ARGS -- <isolating ssh options>
+    /// REMOTE`, with `runtime` as its XDG_RUNTIME_DIR.
+    pub fn eic_ssh(&self, runtime: &Path, eic_args: &[&str], remote: &[&str]) -> Command {
+        let mut args = vec!["ssh", "--instance-id", INSTANCE, "--os-user", self.sshd.user()];
+        args.extend_from_slice(eic_args);
+        args.push("--");
+        let options = self.ssh_options();
+        args.extend(options.iter().map(String::as_str));
+        args.extend_from_slice(remote);
+        let mut cmd = self.eic(&args);
+        cmd.env("XDG_RUNTIME_DIR", runtime);
+        cmd
+    }
+
     /// A fresh client key, authorized on the sshd for an hour (as if pushed long ago).
     pub fn authorized_key(&self) -> PathBuf {
         let key = self.home.path().join(format!("id_{}", rand_suffix()));

@@ -4,23 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::common::{run, runtime_dir, text, Lab, INSTANCE};
+use crate::common::{run, runtime_dir, text, Lab};
 use tokio::process::Command;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// `eic ssh --instance-id INSTANCE EIC_ARGS -- <isolating options> REMOTE`, sharing connections
-/// (the default) in `runtime`'s private directory.
+/// `eic ssh` to the typical instance, sharing connections (the default) in `runtime`.
 fn eic_ssh(lab: &Lab, runtime: &Path, eic_args: &[&str], remote: &[&str]) -> Command {
-    let mut args = vec!["ssh", "--instance-id", INSTANCE, "--os-user", lab.sshd.user()];
-    args.extend_from_slice(eic_args);
-    args.push("--");
-    let options = lab.ssh_options();
-    args.extend(options.iter().map(String::as_str));
-    args.extend_from_slice(remote);
-    let mut cmd = lab.eic(&args);
-    cmd.env("XDG_RUNTIME_DIR", runtime);
-    cmd
+    lab.eic_ssh(runtime, eic_args, remote)
 }
 
 /// The shared connection's socket, once there is one.

@@ -11,20 +11,10 @@ use tokio::process::Command;
 const LIMIT: Duration = Duration::from_secs(30);
 const VPC: &str = "vpc-1";
 
-/// `eic ssh --instance-id INSTANCE --os-user <sshd user> EIC_ARGS -- <isolating ssh options> REMOTE`,
-/// with its one-time keys under a runtime dir of the test's own.
+/// `eic ssh` to the typical instance with its one-time keys under a runtime dir of the test's
+/// own, unshared: each test here is about one login of its own (tests/it/reuse.rs shares them).
 fn eic_ssh(lab: &Lab, runtime: &tempfile::TempDir, eic_args: &[&str], remote: &[&str]) -> Command {
-    // Unshared: each test here is about one login of its own (tests/it/reuse.rs shares them).
-    let mut args =
-        vec!["ssh", "--no-reuse", "--instance-id", INSTANCE, "--os-user", lab.sshd.user()];
-    args.extend_from_slice(eic_args);
-    args.push("--");
-    let options = lab.ssh_options();
-    args.extend(options.iter().map(String::as_str));
-    args.extend_from_slice(remote);
-    let mut cmd = lab.eic(&args);
-    cmd.env("XDG_RUNTIME_DIR", runtime.path());
-    cmd
+    lab.eic_ssh(runtime.path(), &[&["--no-reuse"], eic_args].concat(), remote)
 }
 
 fn assert_no_key_left(runtime: &tempfile::TempDir) {
