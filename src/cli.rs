@@ -442,6 +442,8 @@ impl SshArgs {
             (None, false) => KeySource::OneTime,
             (None, true) => return Err(usage("--push-key needs --private-key-file")),
         };
+        let unshareable =
+            self.local_forwarding.is_some() || crate::ssh_argv::unshareable(&self.ssh_args);
         Ok(SshPlan {
             instance: self.target.instance(terminal).ok_or_else(|| {
                 usage("specify --instance-id or --name (or, on a terminal, pick one from a list)")
@@ -455,8 +457,9 @@ impl SshArgs {
             output: self.output,
             // Not on Windows (its OpenSSH shares no connection), nor with --debug: a shared
             // connection's log would outlive the command.
+            // Nor with forwardings or the user's own sharing (ssh_argv::unshareable).
             persist: Some(self.persist)
-                .filter(|p| *p > 0 && !self.no_reuse && !debug && cfg!(unix)),
+                .filter(|p| *p > 0 && !self.no_reuse && !debug && !unshareable && cfg!(unix)),
             stop: self.stop,
             debug,
             ssh_args: self.ssh_args,

@@ -297,8 +297,18 @@ fn restrict(path: &Path, dir: bool) -> anyhow::Result<()> {
         anyhow::ensure!(out.status.success(), "{exe} failed: {}", text.trim());
         Ok(text)
     };
-    let whoami = run("whoami.exe", &["/user".into(), "/fo".into(), "csv".into(), "/nh".into()])?;
-    let account = account_of_whoami(&whoami).context("cannot read this user's SID from whoami")?;
+    // Asked once per process: a key, its directory and the URL file all need it.
+    static ACCOUNT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let account = match ACCOUNT.get() {
+        Some(account) => account.clone(),
+        None => {
+            let args = ["/user", "/fo", "csv", "/nh"].map(OsString::from);
+            let whoami = run("whoami.exe", &args)?;
+            let account =
+                account_of_whoami(&whoami).context("cannot read this user's SID from whoami")?;
+            ACCOUNT.get_or_init(|| account).clone()
+        }
+    };
     run("icacls.exe", &icacls_args(path, &account, dir))
         .with_context(|| format!("cannot make {} private", path.display()))?;
     Ok(())

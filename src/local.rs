@@ -103,32 +103,33 @@ mod unix {
 
     /// stdin and stdout, and their flags to put back.
     pub fn stdio() -> std::io::Result<(Stdin, Stdout, Flags)> {
-        let (stdin, restore_in) =
-            polled(std::io::stdin().as_fd(), pipe::Receiver::from_owned_fd_unchecked)?;
-        let (stdout, restore_out) =
-            polled(std::io::stdout().as_fd(), pipe::Sender::from_owned_fd_unchecked)?;
-        Ok((Reader::new(stdin), Writer(stdout), Flags { _stdin: restore_in, _stdout: restore_out }))
+        let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+        // Both flags as they were, read before either is changed: stdin and stdout may share
+        // one open file description (a socket pair from socat or inetd).
+        let flags =
+            Flags { _stdin: Restore::of(stdin.as_fd())?, _stdout: Restore::of(stdout.as_fd())? };
+        let stdin =
+            polled(stdin.as_fd(), flags._stdin.flags, pipe::Receiver::from_owned_fd_unchecked)?;
+        let stdout =
+            polled(stdout.as_fd(), flags._stdout.flags, pipe::Sender::from_owned_fd_unchecked)?;
+        Ok((Reader::new(stdin), Writer(stdout), flags))
     }
 
     /// `fd` made non-blocking and registered with the runtime, or as a file when it cannot be.
     fn polled<P>(
         fd: BorrowedFd<'_>,
+        flags: OFlag,
         register: impl FnOnce(OwnedFd) -> std::io::Result<P>,
-    ) -> std::io::Result<(Either<P, tokio::fs::File>, Restore)> {
-        let restore = Restore {
-            fd: fd.try_clone_to_owned()?,
-            flags: OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?),
-        };
-        fcntl(fd, FcntlArg::F_SETFL(restore.flags | OFlag::O_NONBLOCK))?;
-        let io = match register(fd.try_clone_to_owned()?) {
+    ) -> std::io::Result<Either<P, tokio::fs::File>> {
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        Ok(match register(fd.try_clone_to_owned()?) {
             Ok(polled) => Either::Left(polled),
             Err(_) => {
-                fcntl(fd, FcntlArg::F_SETFL(restore.flags))?;
+                fcntl(fd, FcntlArg::F_SETFL(flags))?;
                 let file = std::fs::File::from(fd.try_clone_to_owned()?);
                 Either::Right(tokio::fs::File::from_std(file))
             }
-        };
-        Ok((io, restore))
+        })
     }
 
     /// `O_NONBLOCK` belongs to the open file description, which eic may share with other
@@ -136,6 +137,13 @@ mod unix {
     struct Restore {
         fd: OwnedFd,
         flags: OFlag,
+    }
+
+    impl Restore {
+        fn of(fd: BorrowedFd<'_>) -> std::io::Result<Restore> {
+            let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+            Ok(Restore { fd: fd.try_clone_to_owned()?, flags })
+        }
     }
 
     impl Drop for Restore {

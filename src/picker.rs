@@ -18,11 +18,12 @@ struct Choice {
 impl fmt::Display for Choice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.instance;
-        let name = error::printable(i.name.as_deref().unwrap_or("-"));
+        let width = self.name_width;
+        let name: String =
+            error::printable(i.name.as_deref().unwrap_or("-")).chars().take(width).collect();
         let ip = i.private_ipv4.map_or("-".into(), |ip| ip.to_string());
         let az = i.availability_zone.as_deref().unwrap_or("-");
         let endpoint = if self.endpoint { "endpoint" } else { "no endpoint" };
-        let width = self.name_width;
         write!(f, "{name:<width$}  {:<19}  {ip:<15}  {az:<12}  {endpoint}", i.id)
     }
 }
@@ -55,7 +56,7 @@ pub async fn pick(aws: &Aws) -> anyhow::Result<Instance> {
         .filter_map(|e| e.vpc_id)
         .collect();
     found.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-    let name_width = found.iter().map(|i| i.name.as_deref().map_or(1, str::len)).max();
+    let name_width = found.iter().map(|i| i.name.as_deref().map_or(1, |n| n.chars().count())).max();
     let choices: Vec<Choice> = found
         .into_iter()
         .map(|instance| Choice {

@@ -144,9 +144,12 @@ impl SshCommand {
     }
 }
 
-/// ssh's arguments for a session over the live master on `socket`: no key, no ProxyCommand
-/// (`none`, and the instance id as host: should the master be gone, ssh fails rather than
-/// connect some other way).
+/// What ssh runs when it cannot use the master after all (it ended a moment ago, or refused one
+/// more session): a ProxyCommand that fails, so that ssh never connects some other way.
+const GONE: &str = "sh -c 'echo \"eic: the shared connection could not take the session (it did not run): run it again\" >&2; exit 1'";
+
+/// ssh's arguments for a session over the live master on `socket`: no key, and a ProxyCommand
+/// that fails (see [`GONE`]).
 pub fn over_master(
     socket: &Path,
     user: &str,
@@ -162,7 +165,7 @@ pub fn over_master(
         "-o".into(),
         "ControlMaster=no".into(),
         "-o".into(),
-        "ProxyCommand=none".into(),
+        format!("ProxyCommand={GONE}"),
         "-o".into(),
         format!("HostKeyAlias={instance_id}"),
     ]
@@ -194,6 +197,38 @@ fn session(
     args.push("--".into());
     args.push(destination.to_string());
     args.extend(command.iter().cloned());
+}
+
+/// The ssh program, with no AWS credential in its environment: ssh passes its environment to
+/// SendEnv (so to the remote sshd), prints it with `-v`, and gives it to every command it
+/// starts (ProxyCommand, LocalCommand, KnownHostsCommand, Match exec).
+pub fn command(ssh: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(ssh);
+    for name in CREDENTIAL_VARIABLES {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// The environment variables that hold AWS secrets.
+const CREDENTIAL_VARIABLES: [&str; 5] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
+
+/// Whether the user's options after `--` make a shared connection the wrong thing: forwardings
+/// (`-L`, `-R`, `-D`) and `-N`, `-f`, `-W` would live on in a background master, and `-S`,
+/// `-M`, `-O` or `-o Control...` are the user's own sharing.
+pub fn unshareable(extra: &[String]) -> bool {
+    let (options, _) = split_ssh_args(extra);
+    option_letters(options).into_iter().any(|(letter, value)| match (letter, value) {
+        ('L' | 'R' | 'D' | 'N' | 'f' | 'W' | 'S' | 'M' | 'O', _) => true,
+        ('o', Some(option)) => option.trim_start().to_ascii_lowercase().starts_with("control"),
+        _ => false,
+    })
 }
 
 /// ssh's options that take a value (from ssh(1)'s getopt string).

@@ -72,12 +72,13 @@ pub struct TunnelWriter {
 /// An open tunnel's two directions, to drive concurrently.
 pub type Tunnel = (TunnelReader, TunnelWriter);
 
-/// Opens the tunnel at the presigned `url`, on `dns_name`.
+/// Opens the tunnel at the presigned `url`, on `dns_name`, within `within` (what is left of
+/// `--connect-timeout`, which the error names).
 async fn connect(
     url: &str,
     dns_name: &DnsName,
     tls: Arc<rustls::ClientConfig>,
-    timeout: Duration,
+    (within, timeout): (Duration, Duration),
 ) -> anyhow::Result<Tunnel> {
     let (host, port) = dns_name.host_port();
     let open = async {
@@ -113,7 +114,7 @@ async fn connect(
             Err(e) => Err(anyhow::anyhow!("WebSocket handshake with {host}:{port} failed: {e}")),
         }
     };
-    tokio::time::timeout(timeout, open).await.map_err(|_| {
+    tokio::time::timeout(within, open).await.map_err(|_| {
             anyhow::anyhow!(
                 "no answer from the endpoint {host}:{port} within {} s (change it with --connect-timeout)",
                 timeout.as_secs()
@@ -299,6 +300,10 @@ impl Opener {
     }
 
     pub async fn open(&self) -> anyhow::Result<Tunnel> {
+        self.open_within(self.timeout).await
+    }
+
+    async fn open_within(&self, timeout: Duration) -> anyhow::Result<Tunnel> {
         let url = match &self.signer {
             Signer::Credentials(signing) => {
                 let credentials = signing.credentials().await?;
@@ -308,7 +313,7 @@ impl Opener {
             Signer::Url(url) => url.clone(),
         };
         tracing::debug!(url = %presign::redact(&url), "opening tunnel");
-        connect(&url, &self.target.dns_name, self.tls.clone(), self.timeout).await
+        connect(&url, &self.target.dns_name, self.tls.clone(), (timeout, self.timeout)).await
     }
 
     /// Opens a tunnel; while the endpoint has no free one (HTTP 429: it allows 20 at once),
@@ -319,8 +324,10 @@ impl Opener {
         let mut pause = Duration::from_millis(200);
         let mut said = false;
         loop {
-            match self.open().await {
-                Err(e) if error::is_busy(&e) && Instant::now() + pause < deadline => {
+            // Every try within what is left of the connect timeout.
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.open_within(left.max(Duration::from_millis(100))).await {
+                Err(e) if error::is_busy(&e) && Instant::now() + pause / 2 < deadline => {
                     if !said {
                         eprintln!(
                             "eic: the endpoint {} has no free tunnel (it allows 20 at once): waiting up to {} s for one",
@@ -333,7 +340,8 @@ impl Opener {
                     let jitter = 0.5
                         + f64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng))
                             / f64::from(u32::MAX);
-                    tokio::time::sleep(pause.mul_f64(jitter)).await;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(pause.mul_f64(jitter).min(left)).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
                 other => return other,

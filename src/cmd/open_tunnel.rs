@@ -17,6 +17,12 @@ pub async fn run(settings: &Settings, plan: TunnelPlan) -> anyhow::Result<i32> {
 /// As `eic ssh`'s ProxyCommand: the URL was presigned by the parent, which holds the
 /// credentials, and is read once from its private file.
 pub async fn presigned(settings: &Settings, plan: PresignedPlan) -> anyhow::Result<i32> {
+    // A shared connection's tunnel outlives the `eic ssh` that started it: out of that one's
+    // session, so that its Ctrl-C or Ctrl-Z does not reach the tunnel of every later session.
+    #[cfg(unix)]
+    if plan.detach_stderr {
+        let _ = nix::unistd::setsid();
+    }
     let path = &plan.url_file;
     let url = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the presigned URL {}", path.display()))?;

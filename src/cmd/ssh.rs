@@ -35,10 +35,11 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     };
     // A shared connection: its socket is found with no API call (for --instance-id).
     let shared = if plan.persist.is_some() || plan.stop {
-        Some(shared_socket(settings, &plan).await?)
+        shared_socket(settings, &plan).await?
     } else {
         None
     };
+    let mut master_lock = None;
     if let Some((socket, instance_id)) = shared.as_ref().filter(|_| !plan.dry_run) {
         if plan.stop {
             let stopped = reuse::stop(&ssh, socket);
@@ -48,7 +49,13 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
             );
             return Ok(0);
         }
+        // Another eic may be starting this master: wait for it, then look.
+        let lock = tokio::select! {
+            lock = reuse::lock(socket) => lock?,
+            signal = signals.recv() => return Err(signal.error()),
+        };
         if reuse::alive(&ssh, socket) {
+            drop(lock);
             tracing::debug!(socket = %socket.display(), "running over the shared connection");
             let args = ssh_argv::over_master(
                 socket,
@@ -59,10 +66,11 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
                 plan.debug,
                 &plan.ssh_args,
             );
-            let mut command = std::process::Command::new(&ssh);
+            let mut command = ssh_argv::command(&ssh);
             command.args(args);
             return signals::foreground(command, &mut signals).await;
         }
+        master_lock = Some(lock);
     }
     let master = plan.persist.zip(shared).map(|(persist, (socket, _))| Master { socket, persist });
     let prepared = tokio::select! {
@@ -77,7 +85,8 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
         };
         return super::print_out(format!("{printed}\n").as_bytes());
     }
-    // A master has no use for the key once it has logged in, which is when its socket appears.
+    // A master has no use for the key once it has logged in, which is when its socket appears;
+    // then another eic may run over it (the lock kept others from starting their own).
     let socket = command.master.as_ref().map(|m| m.socket.clone());
     let forget_key = tokio::spawn(async move {
         if let Some(socket) = socket {
@@ -85,6 +94,7 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             drop(scratch);
+            drop(master_lock);
         } else {
             std::future::pending::<()>().await;
         }
@@ -97,14 +107,28 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
 
 /// The socket of the shared connection for this plan, and the instance it goes to. The region
 /// comes from the configuration alone; only --name needs a lookup.
-async fn shared_socket(settings: &Settings, plan: &SshPlan) -> anyhow::Result<(PathBuf, String)> {
+async fn shared_socket(
+    settings: &Settings,
+    plan: &SshPlan,
+) -> anyhow::Result<Option<(PathBuf, String)>> {
     let region = aws::region(settings).await?;
     let instance_id = match &plan.instance {
         InstanceRef::Id(id) => id.clone(),
         name => resolve::instance(&Aws::load(settings).await?, name).await?.id,
     };
-    let socket = reuse::socket(&region, &instance_id, &plan.os_user, plan.port)?;
-    Ok((socket, instance_id))
+    // Sharing only saves work: when eic's directory cannot hold a socket, it logs in alone.
+    let socket = match reuse::socket(&region, &instance_id, &plan.os_user, plan.port) {
+        Ok(Some(socket)) => socket,
+        Ok(None) => {
+            tracing::debug!("not sharing: the socket's path would be too long");
+            return Ok(None);
+        }
+        Err(e) => {
+            eprintln!("eic: warning: not sharing the connection: {e:#}");
+            return Ok(None);
+        }
+    };
+    Ok(Some((socket, instance_id)))
 }
 
 struct Prepared {
@@ -232,15 +256,6 @@ fn plan_json(command: &SshCommand, region: &str) -> serde_json::Value {
     })
 }
 
-/// The environment variables that hold AWS secrets.
-const CREDENTIAL_VARIABLES: [&str; 5] = [
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-];
-
 /// The result of a spawned lookup.
 async fn joined<T>(task: tokio::task::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
     task.await.map_err(|e| anyhow::anyhow!("an AWS lookup did not complete: {e}"))?
@@ -248,13 +263,8 @@ async fn joined<T>(task: tokio::task::JoinHandle<anyhow::Result<T>>) -> anyhow::
 
 /// Runs ssh as a child, passing on the signals a shell would, and returns its status.
 async fn run_ssh(command: &SshCommand, signals: &mut Signals) -> anyhow::Result<i32> {
-    let mut cmd = std::process::Command::new(&command.ssh);
+    let mut cmd = ssh_argv::command(&command.ssh);
     cmd.args(command.args());
-    // No credential reaches ssh, whose environment goes to SendEnv, `-v` and every command it
-    // starts (ProxyCommand, LocalCommand, KnownHostsCommand, Match exec).
-    for name in CREDENTIAL_VARIABLES {
-        cmd.env_remove(name);
-    }
     tracing::debug!(key = %command.key.display(), "running {}", command.ssh.display());
     signals::foreground(cmd, signals).await
 }

@@ -192,7 +192,7 @@ fn overridden(config: &Path, include: &str) -> anyhow::Result<Vec<String>> {
     };
     let mut found = Vec::new();
     for probe in PROBES {
-        let (default, _) = settings(Path::new("/dev/null"), probe)?;
+        let (default, _) = settings(Path::new("none"), probe)?;
         let (mine, log) = match settings(&copy, probe) {
             Ok(read) => read,
             Err(e) => {

@@ -97,3 +97,50 @@ async fn a_master_whose_tunnel_died_is_replaced() {
     assert!(master_alive(&socket), "a new master");
     let _ = run(&mut eic_ssh(&lab, runtime.path(), &["--stop"], &[]), LIMIT).await;
 }
+
+#[tokio::test]
+async fn two_first_logins_at_once_share_one_master() {
+    // The second waits for the first to start the master, then runs over it.
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let mut first = eic_ssh(&lab, runtime.path(), &[], &["echo a"]);
+    let mut second = eic_ssh(&lab, runtime.path(), &[], &["echo b"]);
+    let (a, b) = tokio::join!(run(&mut first, LIMIT), run(&mut second, LIMIT));
+    for (out, said) in [(a, "a\n"), (b, "b\n")] {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), said);
+    }
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 1);
+    assert_eq!(lab.standin.count("OpenTunnel"), 1);
+    let _ = run(&mut eic_ssh(&lab, runtime.path(), &["--stop"], &[]), LIMIT).await;
+}
+
+#[tokio::test]
+async fn forwardings_and_the_users_own_sharing_are_not_shared() {
+    // They would live on in a background master (or fight eic's): a login of their own.
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let dry = |eic_args: &[&str], ssh_args: &[&str]| {
+        let mut args = vec!["--dry-run"];
+        args.extend_from_slice(eic_args);
+        lab.eic_ssh(runtime.path(), &args, ssh_args)
+    };
+    let out = run(&mut dry(&[], &["true"]), LIMIT).await;
+    assert!(text(&out.stdout).contains("ControlMaster=auto"), "{}", text(&out.stdout));
+    for (eic_args, ssh_args) in [
+        (&["--local-forwarding", "8080:localhost:80"][..], &["true"][..]),
+        (&[], &["-N"]),
+        (&[], &["-L", "5432:db:5432", "true"]),
+        (&[], &["-D1080"]),
+        (&[], &["-o", "ControlPath=/tmp/mine", "true"]),
+        (&[], &["-S", "/tmp/mine", "true"]),
+    ] {
+        let out = run(&mut dry(eic_args, ssh_args), LIMIT).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let line = text(&out.stdout);
+        assert!(
+            line.contains("ControlMaster=no") && !line.contains("ControlMaster=auto"),
+            "{eic_args:?} {ssh_args:?}: {line}"
+        );
+    }
+}
