@@ -49,12 +49,15 @@ pub fn load(source: &KeySource, dir: &Path) -> anyhow::Result<Key> {
 /// ours and private (with `su`, it is still the invoking user's), else in the temp dir, where
 /// its fresh random name is safe.
 pub fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
-    let parent = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute() && is_private_dir(p))
-        .unwrap_or_else(std::env::temp_dir);
+    let parent = runtime_dir().unwrap_or_else(std::env::temp_dir);
     private_tempdir(&parent)
         .with_context(|| format!("cannot create a private directory in {}", parent.display()))
+}
+
+/// `$XDG_RUNTIME_DIR` (a per-user tmpfs), when it is ours and private.
+fn runtime_dir() -> Option<PathBuf> {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    runtime.filter(|p| p.is_absolute() && is_private_dir(p))
 }
 
 /// eic's directory for this user (the push cache, shared connections' sockets), created 0700
@@ -62,27 +65,29 @@ pub fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
 /// `$XDG_RUNTIME_DIR/eic` when `XDG_RUNTIME_DIR` is itself ours and private, else
 /// `~/.cache/eic` (never a predictable name in a shared directory such as /tmp).
 pub fn private_dir() -> anyhow::Result<PathBuf> {
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    let dir = match runtime.filter(|p| p.is_absolute() && is_private_dir(p)) {
+    let dir = match runtime_dir() {
         Some(runtime) => runtime.join("eic"),
         None => home()?.join(".cache").join("eic"),
     };
-    if let Some(parent) = dir.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+    create_private_dir(&dir)?;
+    if cfg!(unix) && !is_private_dir(&dir) {
+        anyhow::bail!("{} is not a private directory of this user", dir.display());
     }
-    let builder = &mut fs::DirBuilder::new();
+    Ok(dir)
+}
+
+/// `path`, created if need be (0600, and never through a symbolic link on Unix) and locked:
+/// the lock goes when the file is closed, however eic ends.
+pub async fn lock_file(path: &Path) -> anyhow::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(builder, 0o700);
-    match builder.create(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            Err(e).with_context(|| format!("cannot create {}", dir.display()))
-        }
-        _ if cfg!(unix) && !is_private_dir(&dir) => {
-            anyhow::bail!("{} is not a private directory of this user", dir.display())
-        }
-        _ => Ok(dir),
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
     }
+    let file = options.open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await??)
 }
 
 /// Makes a one-time Ed25519 key in `dir`. The private half is only ever in memory and in a
@@ -232,14 +237,25 @@ fn staged_file(dir: &Path, mode: u32) -> anyhow::Result<tempfile::NamedTempFile>
     Ok(staged)
 }
 
-/// Creates `dir` (and its parents) for this user alone, as `~/.ssh` should be.
+/// Creates `dir` for this user alone unless it exists (its parents as usual), as `~/.ssh`
+/// should be: mode 0700 from the start, or on Windows an ACL for this user alone.
 pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let builder = &mut fs::DirBuilder::new();
     #[cfg(unix)]
-    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    #[cfg(windows)]
-    restrict(dir, true)?;
-    Ok(())
+    std::os::unix::fs::DirBuilderExt::mode(builder, 0o700);
+    match builder.create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", dir.display())),
+        Ok(()) => {
+            #[cfg(windows)]
+            restrict(dir, true)?;
+            Ok(())
+        }
+    }
 }
 
 /// Whether `path` is a directory (not a link to one) owned by this user, with no access for

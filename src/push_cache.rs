@@ -3,12 +3,10 @@
 //! The cache only saves pushes: any problem with it gives one warning and a push without it,
 //! never a failed login.
 
-use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 use crate::keys;
@@ -30,7 +28,10 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let digest = Sha256::digest(format!("{instance}\0{user}\0{public_key}"));
-    let mut file = match locked(&hex_prefix(&digest)).await {
+    let name = data_encoding::HEXLOWER.encode(&digest[..16]);
+    let path = keys::private_dir().map(|dir| dir.join(name));
+    let locked = async { keys::lock_file(&path?).await };
+    let mut file = match locked.await {
         Ok(file) => file,
         Err(e) => {
             eprintln!("eic: warning: pushing the key without the push cache: {e:#}");
@@ -57,25 +58,6 @@ where
 /// than the push: that push is not trusted.
 fn fresh(pushed_at: u64, now: u64) -> bool {
     pushed_at <= now && now < pushed_at.saturating_add(FRESH_FOR.as_secs())
-}
-
-/// The cache file `name`, locked (the lock goes when the file is closed, however eic ends).
-/// A symbolic link there is never followed.
-async fn locked(name: &str) -> anyhow::Result<File> {
-    let path = keys::private_dir()?.join(name);
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
-    }
-    let file = options.open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await??)
-}
-
-fn hex_prefix(digest: &[u8]) -> String {
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

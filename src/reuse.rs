@@ -22,7 +22,7 @@ pub fn socket(
     port: u16,
 ) -> anyhow::Result<Option<PathBuf>> {
     let digest = Sha256::digest(format!("{region}\0{instance_id}\0{user}\0{port}"));
-    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let name = data_encoding::HEXLOWER.encode(&digest[..8]);
     let socket = keys::private_dir()?.join(format!("ssh-{name}"));
     Ok(Some(socket).filter(|s| s.as_os_str().len() + 17 < 100))
 }
@@ -30,9 +30,7 @@ pub fn socket(
 /// Held while this eic decides whether to start the master and until that master has logged
 /// in: a second `eic ssh` to the same place waits, then runs over it (instead of racing it).
 pub async fn lock(socket: &Path) -> anyhow::Result<File> {
-    let path = socket.with_extension("lock");
-    let file = File::options().create(true).truncate(false).write(true).open(&path)?;
-    Ok(tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await??)
+    keys::lock_file(&socket.with_extension("lock")).await
 }
 
 /// Whether a master answers on `socket` (`ssh -O check`). A socket left by a master that died

@@ -25,20 +25,26 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
             "ssh not found on PATH: install the OpenSSH client (e.g. `apt-get install openssh-client`)",
         )
     })?;
-    // Neither --instance-id nor --name, on a terminal: the user picks one, once.
-    let plan = match plan.instance {
-        InstanceRef::Pick => {
-            let picked = resolve::instance(&Aws::load(settings).await?, &InstanceRef::Pick).await?;
-            SshPlan { instance: InstanceRef::Id(picked.id), ..plan }
-        }
-        _ => plan,
+    // The configuration is loaded once, when first needed: picking an instance, or finding a
+    // shared connection by --name, needs it before the rest.
+    let mut aws = None;
+    // Neither --instance-id nor --name, on a terminal: the user picks one, once. A name is
+    // looked up once, too, when a shared connection is looked for.
+    let sharing = plan.persist.is_some() || plan.stop;
+    let first = match plan.instance {
+        InstanceRef::Pick => true,
+        InstanceRef::Name(_) => sharing,
+        InstanceRef::Id(_) => false,
     };
-    // A shared connection: its socket is found with no API call (for --instance-id).
-    let shared = if plan.persist.is_some() || plan.stop {
-        shared_socket(settings, &plan).await?
+    let plan = if first {
+        let loaded = aws.insert(Aws::load(settings).await?);
+        let found = resolve::instance(loaded, &plan.instance).await?;
+        SshPlan { instance: InstanceRef::Id(found.id), ..plan }
     } else {
-        None
+        plan
     };
+    // A shared connection: its socket is found with no API call.
+    let shared = if sharing { shared_socket(settings, &plan).await? } else { None };
     let mut master_lock = None;
     if let Some((socket, instance_id)) = shared.as_ref().filter(|_| !plan.dry_run) {
         if plan.stop {
@@ -74,7 +80,7 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     }
     let master = plan.persist.zip(shared).map(|(persist, (socket, _))| Master { socket, persist });
     let prepared = tokio::select! {
-        prepared = prepare(settings, &plan, ssh, master) => prepared?,
+        prepared = prepare(settings, aws, &plan, ssh, master) => prepared?,
         signal = signals.recv() => return Err(signal.error()),
     };
     let Prepared { command, scratch, region } = prepared;
@@ -105,19 +111,16 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     code
 }
 
-/// The socket of the shared connection for this plan, and the instance it goes to. The region
-/// comes from the configuration alone; only --name needs a lookup.
+/// The socket of the shared connection for this plan, and the instance it goes to (named by
+/// its id by now). The region comes from the configuration alone.
 async fn shared_socket(
     settings: &Settings,
     plan: &SshPlan,
 ) -> anyhow::Result<Option<(PathBuf, String)>> {
+    let InstanceRef::Id(instance_id) = &plan.instance else { return Ok(None) };
     let region = aws::region(settings).await?;
-    let instance_id = match &plan.instance {
-        InstanceRef::Id(id) => id.clone(),
-        name => resolve::instance(&Aws::load(settings).await?, name).await?.id,
-    };
     // Sharing only saves work: when eic's directory cannot hold a socket, it logs in alone.
-    let socket = match reuse::socket(&region, &instance_id, &plan.os_user, plan.port) {
+    let socket = match reuse::socket(&region, instance_id, &plan.os_user, plan.port) {
         Ok(Some(socket)) => socket,
         Ok(None) => {
             tracing::debug!("not sharing: the socket's path would be too long");
@@ -128,7 +131,7 @@ async fn shared_socket(
             return Ok(None);
         }
     };
-    Ok(Some((socket, instance_id)))
+    Ok(Some((socket, instance_id.clone())))
 }
 
 struct Prepared {
@@ -140,13 +143,17 @@ struct Prepared {
 
 async fn prepare(
     settings: &Settings,
+    aws: Option<Aws>,
     plan: &SshPlan,
     ssh: PathBuf,
     master: Option<Master>,
 ) -> anyhow::Result<Prepared> {
     let scratch = keys::scratch_dir()?;
     let key = keys::load(&plan.key, scratch.path())?;
-    let aws = Aws::load(settings).await?;
+    let aws = match aws {
+        Some(aws) => aws,
+        None => Aws::load(settings).await?,
+    };
 
     // DescribeInstances, the endpoint lookup and the key push are independent: all three go out
     // at once. The push needs the instance id, so with --name it waits for the lookup; the

@@ -181,7 +181,7 @@ fn overridden(config: &Path, include: &str) -> anyhow::Result<Vec<String>> {
     let lines: Vec<&str> = text.lines().map(|l| if l.trim() == include { "" } else { l }).collect();
     fs::write(&copy, lines.join("\n"))?;
     let settings = |file: &Path, probe: &str| -> anyhow::Result<(String, String)> {
-        let mut ssh_g = std::process::Command::new(&ssh);
+        let mut ssh_g = crate::ssh_argv::command(&ssh);
         let out = ssh_g.args(["-G", "-vvv", "-F"]).arg(file).arg(probe).output();
         let out = out.with_context(|| format!("cannot run {}", ssh.display()))?;
         let log = String::from_utf8_lossy(&out.stderr).into_owned();
