@@ -72,11 +72,11 @@ say "2. --version and exit codes"
 "$wine" "$exe" --version | grep -q '^eic ' || fail "--version"
 code() { set +e; "$wine" "$exe" "$@" >/dev/null 2>"$work/err"; echo $?; set -e; }
 [ "$(code ssh --instance-id a-123)" = 252 ] || fail "a bad instance id must exit 252"
-[ "$(code open-tunnel --instance-id i-1 --remote-port -1)" = 252 ] || fail "--remote-port -1"
+[ "$(code open-tunnel --instance-id i-0123456789abcdef0 --remote-port -1)" = 252 ] || fail "--remote-port -1"
 grep -q -- "--remote-port" "$work/err" || fail "the message must name --remote-port"
 no_region=$(unset AWS_REGION AWS_DEFAULT_REGION AWS_PROFILE
   export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent
-  code open-tunnel --instance-id i-1 --local-port 0)
+  code open-tunnel --instance-id i-0123456789abcdef0 --local-port 0)
 [ "$no_region" = 253 ] || fail "no region must exit 253, not $no_region"
 
 say "3. the stand-in, and stdio mode as ssh's ProxyCommand"

@@ -108,18 +108,50 @@ pub struct Aws {
     /// one, as the SDKs do for API endpoints.
     pub dual_stack: bool,
     pub ca_bundle: Option<CaBundle>,
+    /// See [`Configured::identity`].
+    pub identity: String,
     pub signing: Arc<Signing>,
     ec2: aws_sdk_ec2::Client,
     instance_connect: aws_sdk_ec2instanceconnect::Client,
 }
 
-impl Aws {
-    /// Loads the configuration through aws-config's full chain (environment, profiles, SSO,
-    /// credential_process, assume-role, IMDS) and resolves the credentials once.
-    pub async fn load(settings: &Settings) -> anyhow::Result<Aws> {
+/// The configuration as the environment, the profile files and the command line give it: no
+/// credential resolved yet and no API called (a region not configured is asked of IMDS, as the
+/// SDKs do).
+#[derive(Clone)]
+pub struct Configured {
+    sdk: aws_config::SdkConfig,
+    pub region: String,
+    pub fips: bool,
+    pub dual_stack: bool,
+    pub ca_bundle: Option<CaBundle>,
+    /// Who the calls are made as, by the configuration's word: the profile and its credential
+    /// sources (an access key id, a role's ARN, an SSO account and role, a credential_process
+    /// command), never a secret and never a temporary key that changes per process.
+    pub identity: String,
+    /// Endpoint URLs given for the APIs (`--endpoint-url`, `AWS_ENDPOINT_URL*`).
+    pub endpoint_urls: String,
+}
+
+impl Configured {
+    /// Loads the configuration. With no region, or no credential source at all, it is a
+    /// configuration error (253), as for the AWS CLI.
+    pub async fn load(settings: &Settings) -> anyhow::Result<Configured> {
+        let profiles = aws_config::profile::load(
+            &aws_types::os_shim_internal::Fs::real(),
+            &aws_types::os_shim_internal::Env::real(),
+            &aws_runtime::env_config::file::EnvConfigFiles::default(),
+            settings.profile.clone().map(Cow::Owned),
+        )
+        .await
+        .ok();
         let ca_bundle = match CaBundle::named(settings)? {
             Some(bundle) => Some(bundle),
-            None => profile_ca_bundle(settings).await.map(|p| CaBundle::read(&p)).transpose()?,
+            None => profiles
+                .as_ref()
+                .and_then(|p| p.get("ca_bundle"))
+                .map(|p| CaBundle::read(Path::new(p)))
+                .transpose()?,
         };
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         // CloudTrail records the SDK's User-Agent with `app/eic` in it.
@@ -140,12 +172,111 @@ impl Aws {
         }
         let sdk = loader.load().await;
         let region = sdk.region().map(|r| r.to_string()).ok_or_else(no_region)?;
+        let profile = match &profiles {
+            Some(profiles) => Some(profiles.selected_profile().to_string()),
+            None => settings.profile.clone().or_else(|| env_var("AWS_PROFILE")),
+        };
+        let identity =
+            identity(profile.as_deref(), profiles.as_ref(), env_var).ok_or_else(no_credentials)?;
+        let mut endpoint_urls: Vec<String> =
+            sdk.endpoint_url().map(String::from).into_iter().collect();
+        for service in ["EC2", "EC2_INSTANCE_CONNECT"] {
+            let name = format!("AWS_ENDPOINT_URL_{service}");
+            endpoint_urls.extend(env_var(&name).map(|url| format!("{name}={url}")));
+        }
+        Ok(Configured {
+            fips: sdk.use_fips().unwrap_or(false),
+            dual_stack: sdk.use_dual_stack().unwrap_or(false),
+            sdk,
+            region,
+            ca_bundle,
+            identity,
+            endpoint_urls: endpoint_urls.join(" "),
+        })
+    }
+}
+
+/// An environment variable; empty counts as unset, as for the AWS SDKs.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A profile's settings that say where its credentials come from (never a secret).
+const CREDENTIAL_KEYS: [&str; 14] = [
+    "aws_access_key_id",
+    "role_arn",
+    "source_profile",
+    "credential_source",
+    "role_session_name",
+    "external_id",
+    "web_identity_token_file",
+    "sso_session",
+    "sso_start_url",
+    "sso_account_id",
+    "sso_role_name",
+    "credential_process",
+    "login_session",
+    "mfa_serial",
+];
+
+/// Who the calls are made as, from configuration alone (see [`Configured::identity`]), in the
+/// SDKs' chain order; `None` when nothing in it can give credentials.
+fn identity(
+    profile: Option<&str>,
+    profiles: Option<&aws_config::profile::ProfileSet>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let profile = profile.unwrap_or("default");
+    let mut sources = Vec::new();
+    if let Some(id) = env("AWS_ACCESS_KEY_ID") {
+        sources.push(format!("env:{id}"));
+    }
+    // The profile and the profiles it takes its credentials from.
+    let mut name = Some(profile.to_string());
+    for _ in 0..5 {
+        let Some(section) = name.take().and_then(|n| profiles?.get_profile(&n).cloned()) else {
+            break;
+        };
+        for key in CREDENTIAL_KEYS {
+            if let Some(value) = section.get(key) {
+                sources.push(format!("[{}]{key}={value}", section.name()));
+            }
+        }
+        name = section.get("source_profile").filter(|n| *n != section.name()).map(String::from);
+    }
+    for name in ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"] {
+        sources.extend(env(name).map(|v| format!("{name}={v}")));
+    }
+    for name in ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"] {
+        sources.extend(env(name).map(|v| format!("{name}={v}")));
+    }
+    let imds = !env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if imds {
+        sources.push("imds".into());
+    }
+    (!sources.is_empty()).then(|| format!("profile={profile}\n{}", sources.join("\n")))
+}
+
+fn no_credentials() -> anyhow::Error {
+    error::config(
+        "no AWS credentials configured: run `aws configure` or `aws sso login`, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile",
+    )
+}
+
+impl Aws {
+    /// Loads the configuration and resolves the credentials once (see [`Aws::connect`]).
+    pub async fn load(settings: &Settings) -> anyhow::Result<Aws> {
+        Aws::connect(Configured::load(settings).await?).await
+    }
+
+    /// Resolves the credentials through aws-config's full chain (environment, profiles, SSO,
+    /// credential_process, assume-role, IMDS) once, and makes the API clients.
+    pub async fn connect(configured: Configured) -> anyhow::Result<Aws> {
+        let Configured { sdk, region, fips, dual_stack, ca_bundle, identity, .. } = configured;
         let provider = sdk
             .credentials_provider()
             .ok_or_else(|| error::config("no AWS credentials provider is configured"))?;
         let credentials = provide(&provider).await?;
-        let fips = sdk.use_fips().unwrap_or(false);
-        let dual_stack = sdk.use_dual_stack().unwrap_or(false);
         // The SDKs refuse FIPS and dual-stack with a custom endpoint: the URL given then
         // decides, and they still pick the tunnel's DNS name.
         let custom = |service: &str| {
@@ -173,6 +304,7 @@ impl Aws {
             fips,
             dual_stack,
             ca_bundle,
+            identity,
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
             instance_connect: aws_sdk_ec2instanceconnect::Client::from_conf(instance_connect),
         })
@@ -209,7 +341,10 @@ impl Aws {
                         .then(|| format!("check the instance id and the region ({})", self.region))
                 })
             })?;
-            found.extend(reservation.instances().iter().map(Instance::from_sdk));
+            for instance in reservation.instances().iter().map(Instance::from_sdk) {
+                check_id(&instance.id, is_instance_id, "DescribeInstances")?;
+                found.push(instance);
+            }
         }
         Ok(found)
     }
@@ -237,7 +372,9 @@ impl Aws {
             let endpoint = endpoint.map_err(|e| {
                 api_error(e, &what, "ec2:DescribeInstanceConnectEndpoints", |_| None)
             })?;
-            found.push(Endpoint::from_sdk(&endpoint));
+            let endpoint = Endpoint::from_sdk(&endpoint);
+            check_id(&endpoint.id, is_endpoint_id, "DescribeInstanceConnectEndpoints")?;
+            found.push(endpoint);
         }
         Ok(found)
     }
@@ -274,6 +411,29 @@ impl Aws {
     }
 }
 
+/// An instance id as EC2 makes them: `i-` and 8 or 17 lowercase hex digits. The command line
+/// and the API's answers are both held to it.
+pub fn is_instance_id(value: &str) -> bool {
+    value.strip_prefix("i-").is_some_and(|hex| matches!(hex.len(), 8 | 17) && is_hex(hex))
+}
+
+/// An endpoint id as EC2 makes them: `eice-` and 17 lowercase hex digits.
+pub fn is_endpoint_id(value: &str) -> bool {
+    value.strip_prefix("eice-").is_some_and(|hex| hex.len() == 17 && is_hex(hex))
+}
+
+fn is_hex(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// An id in an API answer that is not of its kind's shape: the answer is not trusted (254).
+fn check_id(id: &str, ok: fn(&str) -> bool, what: &str) -> anyhow::Result<()> {
+    if ok(id) {
+        return Ok(());
+    }
+    Err(error::aws(format!("{what} answered with a malformed id `{id}`: check --endpoint-url")))
+}
+
 /// Which instances DescribeInstances asks for.
 #[derive(Debug, Clone, Copy)]
 pub enum Instances<'a> {
@@ -290,18 +450,6 @@ pub enum Instances<'a> {
 /// At most this many instances are listed for the picker.
 pub const PICKER_MOST: usize = 1000;
 
-/// The region alone, as [`Aws::load`] finds it, with no credential resolved and no API call.
-pub async fn region(settings: &Settings) -> anyhow::Result<String> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(region) = &settings.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let Some(profile) = &settings.profile {
-        loader = loader.profile_name(profile);
-    }
-    loader.load().await.region().map(|r| r.to_string()).ok_or_else(no_region)
-}
-
 fn no_region() -> anyhow::Error {
     error::config(
         "no AWS region configured: pass --region, set AWS_REGION, or set `region` in your profile",
@@ -315,19 +463,6 @@ async fn provide(provider: &SharedCredentialsProvider) -> anyhow::Result<Credent
             aws_smithy_types::error::display::DisplayErrorContext(e)
         ))
     })
-}
-
-/// The profile's `ca_bundle`, as the AWS CLI reads it.
-async fn profile_ca_bundle(settings: &Settings) -> Option<PathBuf> {
-    let profiles = aws_config::profile::load(
-        &aws_types::os_shim_internal::Fs::real(),
-        &aws_types::os_shim_internal::Env::real(),
-        &aws_runtime::env_config::file::EnvConfigFiles::default(),
-        settings.profile.clone().map(Cow::Owned),
-    )
-    .await
-    .ok()?;
-    profiles.get("ca_bundle").map(PathBuf::from)
 }
 
 /// The SDK's HTTPS client, trusting the given bundle instead of the system store.
@@ -448,4 +583,86 @@ where
     });
     let hint = hint.map(|h| format!(" - {h}")).unwrap_or_default();
     error::aws(format!("{what} failed: {}: {message}{hint}", error::printable(code)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+    use aws_types::os_shim_internal::{Env, Fs};
+
+    const CONFIG: &str = "\
+[default]
+region = eu-west-1
+aws_access_key_id = AKIADEFAULT
+aws_secret_access_key = secret-default
+
+[profile dev]
+role_arn = arn:aws:iam::111122223333:role/dev
+source_profile = default
+
+[profile sso]
+sso_account_id = 111122223333
+sso_role_name = Admin
+sso_session = corp
+
+[profile proc]
+credential_process = /usr/bin/fetch-creds --account 1
+
+[profile bare]
+region = us-east-1
+";
+
+    async fn profiles() -> aws_config::profile::ProfileSet {
+        let files =
+            EnvConfigFiles::builder().with_contents(EnvConfigFileKind::Config, CONFIG).build();
+        aws_config::profile::load(&Fs::from_slice(&[]), &Env::from_slice(&[]), &files, None)
+            .await
+            .unwrap()
+    }
+
+    /// The identity for `profile` with `vars` as the whole environment.
+    async fn of(profile: &str, vars: &[(&str, &str)]) -> Option<String> {
+        let profiles = profiles().await;
+        let env = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        identity(Some(profile), Some(&profiles), env)
+    }
+
+    #[tokio::test]
+    async fn the_identity_names_the_source_and_never_a_secret() {
+        let no_imds = ("AWS_EC2_METADATA_DISABLED", "true");
+        let default = of("default", &[no_imds]).await.unwrap();
+        assert!(default.contains("AKIADEFAULT") && !default.contains("secret"), "{default}");
+        let dev = of("dev", &[no_imds]).await.unwrap();
+        assert!(dev.contains("role/dev") && dev.contains("AKIADEFAULT"), "{dev}");
+        let sso = of("sso", &[no_imds]).await.unwrap();
+        assert!(sso.contains("111122223333") && sso.contains("Admin"), "{sso}");
+        let process = of("proc", &[no_imds]).await.unwrap();
+        assert!(process.contains("fetch-creds --account 1"), "{process}");
+        // Each differs from every other; the same configuration gives the same identity.
+        let all = [&default, &dev, &sso, &process];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(of("dev", &[no_imds]).await.unwrap(), dev);
+        // Temporary keys in the environment: the key id counts, the secret and token do not.
+        let temporary = |token: &'static str| {
+            [no_imds, ("AWS_ACCESS_KEY_ID", "ASIATEMP"), ("AWS_SESSION_TOKEN", token)]
+        };
+        let one = of("bare", &temporary("token-1")).await.unwrap();
+        assert_eq!(one, of("bare", &temporary("token-2")).await.unwrap());
+        assert!(!one.contains("token"), "{one}");
+    }
+
+    #[tokio::test]
+    async fn no_credential_source_is_none() {
+        let no_imds = ("AWS_EC2_METADATA_DISABLED", "true");
+        assert_eq!(of("bare", &[no_imds]).await, None);
+        assert_eq!(of("missing", &[no_imds]).await, None);
+        assert!(of("bare", &[]).await.unwrap().contains("imds"), "IMDS is a source");
+        let container = ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/x");
+        assert!(of("bare", &[no_imds, container]).await.is_some());
+    }
 }

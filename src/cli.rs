@@ -539,20 +539,14 @@ impl TunnelArgs {
     }
 }
 
-fn parse_id(value: &str, prefix: &str, example: &str) -> Result<String, String> {
-    let rest = value.strip_prefix(prefix).unwrap_or("");
-    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(format!("expected `{prefix}` followed by letters and digits, like {example}"));
-    }
-    Ok(value.to_string())
-}
-
 pub fn parse_instance_id(value: &str) -> Result<String, String> {
-    parse_id(value, "i-", "i-0123456789abcdef0")
+    let shape = "expected `i-` and 8 or 17 lowercase hex digits, like i-0123456789abcdef0";
+    accept(crate::aws::is_instance_id(value), value, shape)
 }
 
 pub fn parse_endpoint_id(value: &str) -> Result<String, String> {
-    parse_id(value, "eice-", "eice-0123456789abcdef0")
+    let shape = "expected `eice-` and 17 lowercase hex digits, like eice-0123456789abcdef0";
+    accept(crate::aws::is_endpoint_id(value), value, shape)
 }
 
 /// A Name tag value: printable, no control characters.
@@ -740,8 +734,8 @@ mod tests {
 
     #[test]
     fn ssh_defaults() {
-        let a = ssh(&["--instance-id", "i-0abc"]);
-        assert_eq!(a.target.instance_id.as_deref(), Some("i-0abc"));
+        let a = ssh(&["--instance-id", "i-0abcdef1"]);
+        assert_eq!(a.target.instance_id.as_deref(), Some("i-0abcdef1"));
         assert_eq!(a.os_user, "ec2-user");
         assert_eq!(a.ssh_port, 22);
         assert_eq!(a.connection_type, ConnectionType::Auto);
@@ -752,7 +746,7 @@ mod tests {
     fn passthrough_after_double_dash_is_verbatim() {
         let a = ssh(&[
             "--instance-id",
-            "i-0abc",
+            "i-0abcdef1",
             "--",
             "-t",
             "-o",
@@ -770,30 +764,42 @@ mod tests {
 
     #[test]
     fn global_options_anywhere() {
-        let cli =
-            parse(&["ssh", "--instance-id", "i-1", "--region", "eu-west-1", "--debug"]).unwrap();
+        let cli = parse(&[
+            "ssh",
+            "--instance-id",
+            "i-0123456789abcdef0",
+            "--region",
+            "eu-west-1",
+            "--debug",
+        ])
+        .unwrap();
         assert_eq!(cli.global.region.as_deref(), Some("eu-west-1"));
         assert!(cli.global.debug);
-        let cli = parse(&["--profile", "p", "open-tunnel", "--instance-id", "i-1"]).unwrap();
+        let cli = parse(&["--profile", "p", "open-tunnel", "--instance-id", "i-0123456789abcdef0"])
+            .unwrap();
         assert_eq!(cli.global.profile.as_deref(), Some("p"));
     }
 
     #[test]
     fn eice_options_shorthand_and_json() {
         let want = EiceOptions {
-            endpoint_id: Some("eice-0123".into()),
+            endpoint_id: Some("eice-0123456789abcdef0".into()),
             dns_name: Some(
-                "eice-0123.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com".into(),
+                "eice-0123456789abcdef0.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com"
+                    .into(),
             ),
             max_tunnel_duration: Some(600),
         };
-        let short = "endpointId=eice-0123,dnsName=eice-0123.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com,maxTunnelDuration=600";
+        let short = "endpointId=eice-0123456789abcdef0,dnsName=eice-0123456789abcdef0.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com,maxTunnelDuration=600";
         assert_eq!(parse_eice_options(short).unwrap(), want);
-        let json = r#"{"endpointId": "eice-0123", "dnsName": "eice-0123.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com", "maxTunnelDuration": 600}"#;
+        let json = r#"{"endpointId": "eice-0123456789abcdef0", "dnsName": "eice-0123456789abcdef0.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com", "maxTunnelDuration": 600}"#;
         assert_eq!(parse_eice_options(json).unwrap(), want);
         assert_eq!(
-            parse_eice_options("endpointId=eice-1").unwrap(),
-            EiceOptions { endpoint_id: Some("eice-1".into()), ..Default::default() }
+            parse_eice_options("endpointId=eice-0123456789abcdef0").unwrap(),
+            EiceOptions {
+                endpoint_id: Some("eice-0123456789abcdef0".into()),
+                ..Default::default()
+            }
         );
         assert_eq!(
             parse_eice_options(r#"{"maxTunnelDuration": 1}"#).unwrap(),
@@ -813,17 +819,17 @@ mod tests {
     #[test]
     fn eice_options_rejections() {
         for (input, needle) in [
-            ("endpointId=eice-1,color=blue", "unknown key `color`"),
-            (r#"{"endpointId": "eice-1", "color": "blue"}"#, "invalid JSON"),
+            ("endpointId=eice-0123456789abcdef0,color=blue", "unknown key `color`"),
+            (r#"{"endpointId": "eice-0123456789abcdef0", "color": "blue"}"#, "invalid JSON"),
             ("dnsName=x.example.com", "dnsName needs endpointId"),
             (r#"{"dnsName": "x.example.com"}"#, "dnsName needs endpointId"),
             ("endpointId=aeice-1", "endpointId: expected `eice-`"),
-            ("endpointId=eice-1,maxTunnelDuration=0", "maxTunnelDuration"),
-            ("endpointId=eice-1,maxTunnelDuration=3601", "maxTunnelDuration"),
+            ("endpointId=eice-0123456789abcdef0,maxTunnelDuration=0", "maxTunnelDuration"),
+            ("endpointId=eice-0123456789abcdef0,maxTunnelDuration=3601", "maxTunnelDuration"),
             (r#"{"maxTunnelDuration": 3601}"#, "maxTunnelDuration"),
             (r#"{"maxTunnelDuration": "ten"}"#, "invalid JSON"),
             ("endpointId", "expected key=value"),
-            ("endpointId=eice-1,dnsName=a_b.com", "dnsName: expected a DNS name"),
+            ("endpointId=eice-0123456789abcdef0,dnsName=a_b.com", "dnsName: expected a DNS name"),
         ] {
             let err = parse_eice_options(input).unwrap_err();
             assert!(err.contains(needle), "{input}: {err}");
@@ -832,12 +838,17 @@ mod tests {
 
     #[test]
     fn field_validators() {
-        assert!(parse_instance_id("i-0123456789abcdef0").is_ok());
-        for bad in ["a-123", "i-12+3:4;5", "i-", "i-abc def", ""] {
+        for good in ["i-0123456789abcdef0", "i-0abcdef1"] {
+            assert!(parse_instance_id(good).is_ok(), "{good}");
+        }
+        let short = ["i-1", "i-0123456789", "i-0123456789abcdef01", "i-0123456789ABCDEF0"];
+        for bad in ["a-123", "i-12+3:4;5", "i-", "i-abc def", ""].into_iter().chain(short) {
             assert!(parse_instance_id(bad).is_err(), "{bad}");
         }
         assert!(parse_endpoint_id("eice-0123456789abcdef0").is_ok());
-        for bad in ["aeice-1", "eice-12;3", "eice-"] {
+        for bad in
+            ["aeice-1", "eice-12;3", "eice-", "eice-0123456789abcdef", "eice-0123456789abcdefg"]
+        {
             assert!(parse_endpoint_id(bad).is_err(), "{bad}");
         }
         for good in ["a.b-c.example.com", "localhost:8443", "127.0.0.1:1", "EICE.Example.COM"] {
@@ -889,23 +900,23 @@ mod tests {
                 &[
                     "ssh",
                     "--instance-id",
-                    "i-1",
+                    "i-0123456789abcdef0",
                     "--connection-type",
                     "direct",
                     "--eice-options",
-                    "endpointId=eice-1",
+                    "endpointId=eice-0123456789abcdef0",
                 ],
                 Some("--eice-options cannot be used"),
             ),
             (
-                &["ssh", "--instance-id", "i-1", "--instance-ip", "10.0.0.1"],
+                &["ssh", "--instance-id", "i-0123456789abcdef0", "--instance-ip", "10.0.0.1"],
                 Some("--instance-ip needs"),
             ),
             (
                 &[
                     "ssh",
                     "--instance-id",
-                    "i-1",
+                    "i-0123456789abcdef0",
                     "--instance-ip",
                     "10.0.0.1",
                     "--connection-type",
@@ -922,13 +933,13 @@ mod tests {
                 &[
                     "open-tunnel",
                     "--instance-id",
-                    "i-1",
+                    "i-0123456789abcdef0",
                     "--instance-connect-endpoint-dns-name",
                     "a.b",
                 ],
                 Some("--instance-connect-endpoint-dns-name needs"),
             ),
-            (&["open-tunnel", "--instance-id", "i-1"], None),
+            (&["open-tunnel", "--instance-id", "i-0123456789abcdef0"], None),
         ];
         for (args, want) in cases {
             let cli = parse(args).unwrap();
@@ -939,10 +950,12 @@ mod tests {
                 (w, g) => panic!("{args:?}: want {w:?}, got {g:?}"),
             }
         }
-        let cli = parse(&["open-tunnel", "--instance-id", "i-1"]).unwrap();
+        let cli = parse(&["open-tunnel", "--instance-id", "i-0123456789abcdef0"]).unwrap();
         let err = cli.into_plan(true).unwrap_err().to_string();
         assert!(err.contains("--local-port is required"), "{err}");
-        let cli = parse(&["open-tunnel", "--instance-id", "i-1", "--local-port", "0"]).unwrap();
+        let cli =
+            parse(&["open-tunnel", "--instance-id", "i-0123456789abcdef0", "--local-port", "0"])
+                .unwrap();
         assert!(cli.into_plan(true).is_ok());
     }
 
@@ -951,10 +964,12 @@ mod tests {
         let plan = |args: &[&str]| parse(args).unwrap().into_plan(false).unwrap().plan;
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         let endpoint = |dns: Option<&str>| GivenEndpoint {
-            id: "eice-1".into(),
+            id: "eice-0123456789abcdef0".into(),
             dns_name: dns.map(|d| d.parse().unwrap()),
         };
-        let via = |args: &[&str]| match plan(&[&["ssh", "--instance-id", "i-1"], args].concat()) {
+        let via = |args: &[&str]| match plan(
+            &[&["ssh", "--instance-id", "i-0123456789abcdef0"], args].concat(),
+        ) {
             Plan::Ssh(ssh) => ssh.via,
             other => panic!("not ssh: {other:?}"),
         };
@@ -970,7 +985,7 @@ mod tests {
             (&["--connection-type", "eice"], eice(None, None, None)),
             // Any --eice-options means the endpoint, as in the AWS CLI.
             (
-                &["--eice-options", "endpointId=eice-1,maxTunnelDuration=60"],
+                &["--eice-options", "endpointId=eice-0123456789abcdef0,maxTunnelDuration=60"],
                 eice(None, Some(endpoint(None)), Some(60)),
             ),
             (
@@ -980,7 +995,7 @@ mod tests {
                     "--instance-ip",
                     "10.0.0.9",
                     "--eice-options",
-                    "endpointId=eice-1,dnsName=E.example.com",
+                    "endpointId=eice-0123456789abcdef0,dnsName=E.example.com",
                 ],
                 eice(ip("10.0.0.9"), Some(endpoint(Some("e.example.com"))), None),
             ),
@@ -991,11 +1006,14 @@ mod tests {
             Plan::OpenTunnel(t) => t.to,
             other => panic!("not a stdio tunnel: {other:?}"),
         };
-        let id = || InstanceRef::Id("i-1".into());
+        let id = || InstanceRef::Id("i-0123456789abcdef0".into());
         for (args, want) in [
-            (&["--instance-id", "i-1"][..], TunnelTo::Instance { instance: id(), endpoint: None }),
             (
-                &["--name", "web", "--instance-connect-endpoint-id", "eice-1"],
+                &["--instance-id", "i-0123456789abcdef0"][..],
+                TunnelTo::Instance { instance: id(), endpoint: None },
+            ),
+            (
+                &["--name", "web", "--instance-connect-endpoint-id", "eice-0123456789abcdef0"],
                 TunnelTo::Instance {
                     instance: InstanceRef::Name("web".into()),
                     endpoint: Some(endpoint(None)),
@@ -1004,9 +1022,9 @@ mod tests {
             (
                 &[
                     "--instance-id",
-                    "i-1",
+                    "i-0123456789abcdef0",
                     "--instance-connect-endpoint-id",
-                    "eice-1",
+                    "eice-0123456789abcdef0",
                     "--private-ip-address",
                     "10.0.0.5",
                     "--instance-connect-endpoint-dns-name",
@@ -1028,26 +1046,35 @@ mod tests {
 
     #[test]
     fn push_key_needs_a_key_file() {
-        assert!(parse(&["ssh", "--instance-id", "i-1", "--push-key"]).is_err());
-        let a = ssh(&["--instance-id", "i-1", "--private-key-file", "k.pem"]);
+        assert!(parse(&["ssh", "--instance-id", "i-0123456789abcdef0", "--push-key"]).is_err());
+        let a = ssh(&["--instance-id", "i-0123456789abcdef0", "--private-key-file", "k.pem"]);
         assert!(!a.push_key);
-        let a = ssh(&["--instance-id", "i-1", "--private-key-file", "k", "--push-key"]);
+        let a =
+            ssh(&["--instance-id", "i-0123456789abcdef0", "--private-key-file", "k", "--push-key"]);
         assert!(a.push_key);
     }
 
     #[test]
     fn bind_needs_local_port() {
-        assert!(parse(&["open-tunnel", "--instance-id", "i-1", "--bind", "::1"]).is_err());
-        let cli =
-            parse(&["open-tunnel", "--instance-id", "i-1", "--bind", "::1", "--local-port", "0"])
-                .unwrap();
+        assert!(parse(&["open-tunnel", "--instance-id", "i-0123456789abcdef0", "--bind", "::1"])
+            .is_err());
+        let cli = parse(&[
+            "open-tunnel",
+            "--instance-id",
+            "i-0123456789abcdef0",
+            "--bind",
+            "::1",
+            "--local-port",
+            "0",
+        ])
+        .unwrap();
         match cli.command {
             Command::OpenTunnel(t) => assert_eq!(t.bind, "::1".parse::<IpAddr>().unwrap()),
             other => panic!("not open-tunnel: {other:?}"),
         }
         // The AWS CLI's name for it, and its default value.
         let listen = |flag: &str, value: &str| {
-            let args = ["open-tunnel", "--instance-id", "i-1", "--local-port", "0"];
+            let args = ["open-tunnel", "--instance-id", "i-0123456789abcdef0", "--local-port", "0"];
             parse(&[&args[..], &[flag, value]].concat())
         };
         for (flag, value, bound) in [

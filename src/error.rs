@@ -81,11 +81,28 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
 }
 
 /// Text from the network (a close reason, an error message, a tag) made safe for a terminal:
-/// control characters are shown escaped (`\u{1b}`), never sent as they are.
+/// control characters, and the invisible ones that reorder or hide what is shown (bidirectional
+/// controls, zero-width characters: "Trojan Source"), are shown escaped (`\u{1b}`, `\u{202e}`),
+/// never sent as they are.
 pub fn printable(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .map(|c| if hidden(c) { c.escape_default().to_string() } else { c.to_string() })
         .collect()
+}
+
+/// Whether `c` would act on the terminal, or change or hide what it shows, rather than show.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            // Zero-width space, non-joiner, joiner; left-to-right and right-to-left marks.
+            '\u{200b}'..='\u{200f}'
+            // Embeddings, overrides and their pop (LRE, RLE, PDF, LRO, RLO).
+            | '\u{202a}'..='\u{202e}'
+            // Isolates and their pop (LRI, RLI, FSI, PDI).
+            | '\u{2066}'..='\u{2069}'
+            // The Arabic letter mark (the other bidirectional mark), the word joiner and the
+            // zero-width no-break space: invisible too.
+            | '\u{061c}' | '\u{2060}' | '\u{feff}')
 }
 
 #[cfg(test)]
@@ -105,12 +122,23 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_are_shown_escaped() {
+    fn control_bidi_and_zero_width_characters_are_shown_escaped() {
         for (raw, shown) in [
             ("plain text, é ü", "plain text, é ü"),
             ("\x1b[2J\x1b]0;pwned\x07", "\\u{1b}[2J\\u{1b}]0;pwned\\u{7}"),
             ("two\r\nlines\0", "two\\r\\nlines\\u{0}"),
             ("\u{9b}31m", "\\u{9b}31m"),
+            // A right-to-left override that would show `exe.txt` for `txt.exe`.
+            ("\u{202e}txt.exe", "\\u{202e}txt.exe"),
+            ("\u{202a}\u{202b}\u{202c}\u{202d}", "\\u{202a}\\u{202b}\\u{202c}\\u{202d}"),
+            ("\u{2066}a\u{2067}b\u{2068}c\u{2069}", "\\u{2066}a\\u{2067}b\\u{2068}c\\u{2069}"),
+            (
+                "i-0\u{200b}1\u{200c}\u{200d}\u{200e}\u{200f}",
+                "i-0\\u{200b}1\\u{200c}\\u{200d}\\u{200e}\\u{200f}",
+            ),
+            ("\u{61c}\u{2060}\u{feff}", "\\u{61c}\\u{2060}\\u{feff}"),
+            // Their neighbours, and right-to-left text itself, are shown as they are.
+            ("\u{200a}\u{2010}\u{202f}\u{2070} שלום", "\u{200a}\u{2010}\u{202f}\u{2070} שלום"),
         ] {
             assert_eq!(printable(raw), shown);
         }

@@ -40,6 +40,14 @@ pub fn load(source: &KeySource, dir: &Path) -> anyhow::Result<Key> {
     match source {
         KeySource::OneTime => generate(dir),
         KeySource::Own(path) => existing(path),
+        // Its public half is pushed for anyone who can read the private one.
+        KeySource::Pushed(path) if path.is_file() && !is_private_file(path) => {
+            Err(error::usage(format!(
+                "--private-key-file {}: a key to push must be yours and readable by you only: chmod 600 {}",
+                path.display(),
+                path.display()
+            )))
+        }
         KeySource::Pushed(path) => from_file(path),
     }
 }
@@ -73,7 +81,37 @@ pub fn private_dir() -> anyhow::Result<PathBuf> {
     if cfg!(unix) && !is_private_dir(&dir) {
         anyhow::bail!("{} is not a private directory of this user", dir.display());
     }
+    // As OpenSSH's safe_path(), and up to the root: whoever may replace a directory above it
+    // may replace what is in it.
+    if let Some(unsafe_dir) = unsafe_ancestor(&dir.canonicalize()?) {
+        anyhow::bail!(
+            "{} is in {}, which someone else owns or may write to (make it 0755 or tighter)",
+            dir.display(),
+            unsafe_dir.display()
+        );
+    }
     Ok(dir)
+}
+
+/// The first directory above `dir` (a canonical path) that is not owned by root or this
+/// user, or that group or others may write to; `None` when all are safe. On Windows the
+/// directory's own ACL is the rule ([`create_private_dir`]).
+pub fn unsafe_ancestor(dir: &Path) -> Option<PathBuf> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = nix::unistd::getuid().as_raw();
+        dir.ancestors().skip(1).find_map(|parent| {
+            let safe = fs::metadata(parent)
+                .is_ok_and(|m| (m.uid() == 0 || m.uid() == uid) && m.mode() & 0o022 == 0);
+            (!safe).then(|| parent.to_path_buf())
+        })
+    }
+    #[cfg(windows)]
+    {
+        let _ = dir;
+        None
+    }
 }
 
 /// `path`, created if need be (0600, and never through a symbolic link on Unix) and locked:
@@ -286,7 +324,7 @@ pub fn mode(path: &Path) -> Option<u32> {
 
 /// Whether the file at `path` is ours and readable by us only (Windows: Win32-OpenSSH checks
 /// the ACL itself when ssh reads the key).
-fn is_private_file(path: &Path) -> bool {
+pub fn is_private_file(path: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -374,6 +412,37 @@ mod tests {
         assert_eq!(reread.public, key.public);
         drop(scratch);
         assert!(!dir.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_directory_under_one_others_may_write_to_is_not_safe() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(unsafe_ancestor(Path::new("/usr/bin")), None);
+        let top = tempfile::tempdir().unwrap();
+        let open = top.path().canonicalize().unwrap().join("open");
+        fs::create_dir_all(open.join("eic")).unwrap();
+        for (mode, unsafe_dir) in [(0o777, Some(open.clone())), (0o775, Some(open.clone()))] {
+            fs::set_permissions(&open, fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(unsafe_ancestor(&open.join("eic")), unsafe_dir, "{mode:o}");
+        }
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_ne!(unsafe_ancestor(&open.join("eic")), Some(open));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_to_push_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = generate(dir.path()).unwrap().path;
+        assert!(load(&KeySource::Pushed(key.clone()), dir.path()).is_ok());
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load(&KeySource::Pushed(key.clone()), dir.path()).unwrap_err();
+        assert_eq!(error::exit_code(&err), error::USAGE);
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        // Used as it is (nothing pushed), ssh itself decides.
+        assert!(load(&KeySource::Own(key), dir.path()).is_ok());
     }
 
     #[test]

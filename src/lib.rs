@@ -19,7 +19,7 @@ pub mod picker;
 pub mod presign;
 pub mod push_cache;
 pub mod resolve;
-pub mod reuse;
+pub mod sharing;
 pub mod signals;
 pub mod ssh_argv;
 pub mod tunnel;

@@ -1,4 +1,5 @@
-//! One key push per instance, user and key while the pushed key is valid, shared by every ssh
+//! One key push per identity, region, instance, user and key while the pushed key is valid,
+//! shared by every ssh
 //! that starts at the same moment (scp -r, rsync, Ansible forks) through a locked cache file.
 //! The cache only saves pushes: any problem with it gives one warning and a push without it,
 //! never a failed login.
@@ -14,10 +15,11 @@ use crate::keys;
 /// Pushed keys are valid for 60 s; a push younger than this is reused, leaving time to log in.
 pub const FRESH_FOR: Duration = Duration::from_secs(40);
 
-/// Runs `push` unless the same key was pushed for the same instance and user less than
-/// [`FRESH_FOR`] ago. Concurrent callers wait on one lock, so only the first one pushes.
-/// Returns whether this call pushed.
+/// Runs `push` unless the same key was pushed by the same identity (`who`: the configuration's
+/// identity and region) for the same instance and user less than [`FRESH_FOR`] ago. Concurrent
+/// callers wait on one lock, so only the first one pushes. Returns whether this call pushed.
 pub async fn push_once<F, Fut>(
+    who: &str,
     instance: &str,
     user: &str,
     public_key: &str,
@@ -27,7 +29,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let digest = Sha256::digest(format!("{instance}\0{user}\0{public_key}"));
+    let digest = Sha256::digest(format!("{who}\0{instance}\0{user}\0{public_key}"));
     let name = data_encoding::HEXLOWER.encode(&digest[..16]);
     let path = keys::private_dir().map(|dir| dir.join(name));
     let locked = async { keys::lock_file(&path?).await };
@@ -74,7 +76,7 @@ mod tests {
         for _ in 0..10 {
             let (key, pushes) = (key.clone(), pushes.clone());
             tasks.spawn(async move {
-                push_once("i-0cache", "ec2-user", &key, || async {
+                push_once("a", "i-0cache", "ec2-user", &key, || async {
                     pushes.fetch_add(1, Ordering::SeqCst);
                     Ok(())
                 })
@@ -85,9 +87,11 @@ mod tests {
         let pushed: Vec<bool> = tasks.join_all().await;
         assert_eq!(pushes.load(Ordering::SeqCst), 1);
         assert_eq!(pushed.iter().filter(|p| **p).count(), 1);
-        // Another user is another push.
-        let again = push_once("i-0cache", "ubuntu", &key, || async { Ok(()) }).await.unwrap();
-        assert!(again);
+        // Another user is another push, and so is another identity or region.
+        for (who, user) in [("a", "ubuntu"), ("b", "ec2-user")] {
+            let again = push_once(who, "i-0cache", user, &key, || async { Ok(()) }).await.unwrap();
+            assert!(again, "{who} {user}");
+        }
     }
 
     #[test]
@@ -109,8 +113,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_push_is_not_cached() {
         let key = format!("ssh-ed25519 FAIL{}", std::process::id());
-        let err = push_once("i-0fail", "u", &key, || async { anyhow::bail!("denied") }).await;
+        let err = push_once("a", "i-0fail", "u", &key, || async { anyhow::bail!("denied") }).await;
         assert!(err.is_err());
-        assert!(push_once("i-0fail", "u", &key, || async { Ok(()) }).await.unwrap());
+        assert!(push_once("a", "i-0fail", "u", &key, || async { Ok(()) }).await.unwrap());
     }
 }

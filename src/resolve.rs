@@ -21,19 +21,12 @@ pub enum InstanceRef {
 impl InstanceRef {
     /// ssh's `%h` for `eic proxy`: an instance id, else a Name tag, optionally as `NAME.eic`.
     pub fn from_host(host: &str) -> InstanceRef {
-        if is_instance_id(host) {
+        if crate::aws::is_instance_id(host) {
             InstanceRef::Id(host.to_string())
         } else {
             InstanceRef::Name(host.strip_suffix(".eic").unwrap_or(host).to_string())
         }
     }
-}
-
-/// `i-` followed by letters and digits.
-pub fn is_instance_id(value: &str) -> bool {
-    value
-        .strip_prefix("i-")
-        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// An endpoint the user named: its id, and its DNS name when that was given too.
@@ -349,7 +342,7 @@ mod tests {
     fn instance(public: Option<&str>, private: Option<&str>, ipv6: Option<&str>) -> Instance {
         let ip = |s: Option<&str>| s.map(|s| s.parse().unwrap());
         Instance {
-            id: "i-1".into(),
+            id: "i-0123456789abcdef0".into(),
             state: "running".into(),
             private_ipv4: ip(private),
             public_ipv4: ip(public),

@@ -11,6 +11,10 @@ pub enum Signal {
     Terminate,
     Hangup,
     Quit,
+    /// Any other signal whose default action would end eic (SIGUSR1, SIGALRM, ...): caught so
+    /// that eic ends through its normal path all the same.
+    #[cfg(unix)]
+    Other(nix::sys::signal::Signal),
 }
 
 impl Signal {
@@ -21,6 +25,8 @@ impl Signal {
             Signal::Interrupt => (2, "SIGINT"),
             Signal::Quit => (3, "SIGQUIT"),
             Signal::Terminate => (15, "SIGTERM"),
+            #[cfg(unix)]
+            Signal::Other(signal) => (signal as i32, signal.as_str()),
         }
     }
 
@@ -38,53 +44,105 @@ impl Signal {
         anyhow::Error::new(error::Exit { code: self.exit_code(), message })
     }
 
-    /// Passes the signal on to the process `pid`, as a shell would.
+    /// Passes the signal on to the process `pid` (ssh), as a shell would. ssh handles SIGINT,
+    /// SIGTERM, SIGHUP and SIGQUIT (it restores the terminal, ends its session); any other
+    /// would kill it on the spot, terminal left raw, so it gets SIGTERM instead.
     #[cfg(unix)]
     pub fn forward(self, pid: u32) {
         use nix::sys::signal::{kill, Signal as Nix};
-        if let (Ok(signal), Ok(pid)) = (Nix::try_from(self.parts().0), i32::try_from(pid)) {
+        let signal = match self {
+            Signal::Other(_) => Ok(Nix::SIGTERM),
+            _ => Nix::try_from(self.parts().0),
+        };
+        if let (Ok(signal), Ok(pid)) = (signal, i32::try_from(pid)) {
             let _ = kill(nix::unistd::Pid::from_raw(pid), signal);
         }
     }
 }
 
-/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, caught from the moment this exists: eic then ends
-/// through its normal path (its key removed, its tunnels closed), never by the default action.
+/// Every signal whose default action ends the process, and that may be caught: SIGINT,
+/// SIGTERM, SIGHUP, SIGQUIT and the rest below. Not caught:
+/// - SIGKILL and SIGSTOP: they cannot be;
+/// - the faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGSYS, SIGTRAP, SIGEMT): a handler that
+///   returns runs the faulting code again; nor SIGABRT, which `abort()` ends with regardless;
+/// - SIGPIPE: Rust's runtime ignores it, so that a reader that goes away is a write error,
+///   which eic handles; caught, it would end a listener whenever a client leaves;
+/// - the real-time signals: where their range starts (past those the C library keeps for
+///   itself) only libc's `SIGRTMIN()` tells, and no tool sends them unasked.
+#[cfg(unix)]
+fn caught() -> Vec<Signal> {
+    use nix::sys::signal::Signal as Nix;
+    let mut caught = vec![Signal::Interrupt, Signal::Terminate, Signal::Hangup, Signal::Quit];
+    let others = [
+        Nix::SIGUSR1,
+        Nix::SIGUSR2,
+        Nix::SIGALRM,
+        Nix::SIGVTALRM,
+        Nix::SIGPROF,
+        Nix::SIGXCPU,
+        Nix::SIGXFSZ,
+    ];
+    caught.extend(others.map(Signal::Other));
+    // SIGPOLL, where there is one, is SIGIO.
+    #[cfg(not(target_os = "haiku"))]
+    caught.push(Signal::Other(Nix::SIGIO));
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    caught.push(Signal::Other(Nix::SIGPWR));
+    // Unused by Linux itself, but its default action ends the process too.
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        not(any(
+            target_arch = "mips",
+            target_arch = "mips32r6",
+            target_arch = "mips64",
+            target_arch = "mips64r6",
+            target_arch = "sparc",
+            target_arch = "sparc64"
+        ))
+    ))]
+    caught.push(Signal::Other(Nix::SIGSTKFLT));
+    caught
+}
+
+/// The signals of [`caught`], caught from the moment this exists: eic then ends through its
+/// normal path (its key removed, its tunnels closed), never by the default action.
 #[cfg(unix)]
 pub struct Signals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-    quit: tokio::signal::unix::Signal,
+    caught: Vec<(Signal, tokio::signal::unix::Signal)>,
 }
 
 #[cfg(unix)]
 impl Signals {
     pub fn catch() -> anyhow::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let catch = |kind: SignalKind| signal(kind).context("cannot catch signals");
-        Ok(Signals {
-            int: catch(SignalKind::interrupt())?,
-            term: catch(SignalKind::terminate())?,
-            hup: catch(SignalKind::hangup())?,
-            quit: catch(SignalKind::quit())?,
-        })
+        let caught = caught()
+            .into_iter()
+            .map(|s| {
+                let stream = signal(SignalKind::from_raw(s.parts().0))
+                    .with_context(|| format!("cannot catch {}", s.parts().1))?;
+                Ok((s, stream))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Signals { caught })
     }
 
     /// The next signal.
     pub async fn recv(&mut self) -> Signal {
-        tokio::select! {
-            _ = self.int.recv() => Signal::Interrupt,
-            _ = self.term.recv() => Signal::Terminate,
-            _ = self.hup.recv() => Signal::Hangup,
-            _ = self.quit.recv() => Signal::Quit,
-        }
+        std::future::poll_fn(|cx| {
+            for (signal, stream) in &mut self.caught {
+                if stream.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*signal);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
     }
 }
 
 /// Runs `command` (ssh) and waits for it as a shell waits for its foreground job; returns its
-/// exit status as a shell reports it (its code, or 128 + the signal that ended it). Signals are passed on:
-/// ssh decides how to end after SIGINT; after the others it gets 5 s, then SIGKILL, and eic
+/// exit status as a shell reports it (its code, or 128 + the signal that ended it). Signals are
+/// passed on ([`Signal::forward`]): ssh decides how to end after SIGINT; after the others it gets 5 s, then SIGKILL, and eic
 /// ends with the signal's code. When ssh stops (`~^Z`), eic stops too, so that the shell gets
 /// the terminal back; when eic is continued, it continues ssh.
 #[cfg(unix)]
@@ -196,5 +254,84 @@ pub async fn foreground(
                 }
             }
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal as Nix;
+
+    fn numbers() -> Vec<i32> {
+        caught().into_iter().map(|s| s.parts().0).collect()
+    }
+
+    #[test]
+    fn every_signal_that_would_end_eic_is_caught() {
+        let mut want = vec![
+            Nix::SIGINT,
+            Nix::SIGTERM,
+            Nix::SIGHUP,
+            Nix::SIGQUIT,
+            Nix::SIGUSR1,
+            Nix::SIGUSR2,
+            Nix::SIGALRM,
+            Nix::SIGVTALRM,
+            Nix::SIGPROF,
+            Nix::SIGXCPU,
+            Nix::SIGXFSZ,
+            Nix::SIGIO,
+        ];
+        #[cfg(target_os = "linux")]
+        want.extend([Nix::SIGPWR, nix::sys::signal::SIGPOLL]);
+        let numbers = numbers();
+        for signal in want {
+            assert!(numbers.contains(&(signal as i32)), "{signal} is not caught");
+        }
+    }
+
+    #[test]
+    fn faults_and_what_cannot_or_need_not_be_caught_are_not() {
+        let numbers = numbers();
+        for signal in [
+            Nix::SIGKILL,
+            Nix::SIGSTOP,
+            Nix::SIGSEGV,
+            Nix::SIGBUS,
+            Nix::SIGFPE,
+            Nix::SIGILL,
+            Nix::SIGSYS,
+            Nix::SIGTRAP,
+            Nix::SIGABRT,
+            Nix::SIGPIPE,
+            Nix::SIGCHLD,
+            Nix::SIGWINCH,
+            Nix::SIGTSTP,
+            Nix::SIGCONT,
+        ] {
+            assert!(!numbers.contains(&(signal as i32)), "{signal} is caught");
+        }
+        let mut unique = numbers.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), numbers.len(), "a signal is listed twice: {numbers:?}");
+    }
+
+    #[test]
+    fn each_ends_eic_with_128_plus_its_number_and_name() {
+        for signal in caught() {
+            let (number, name) = signal.parts();
+            assert_eq!(signal.exit_code(), 128 + number);
+            assert_eq!(Nix::try_from(number).unwrap().as_str(), name);
+            let error = signal.error();
+            assert_eq!(error::exit_code(&error), 128 + number, "{name}");
+            if signal != Signal::Interrupt {
+                assert_eq!(error.to_string(), format!("terminated by {name}"));
+            }
+        }
+        let usr1 = Signal::Other(Nix::SIGUSR1);
+        assert_eq!(usr1.exit_code(), 128 + Nix::SIGUSR1 as i32);
+        #[cfg(target_os = "linux")]
+        assert_eq!(usr1.exit_code(), 138);
     }
 }

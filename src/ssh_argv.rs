@@ -105,6 +105,9 @@ impl SshCommand {
             format!("HostKeyAlias={}", self.instance_id),
             "-o".into(),
             "ServerAliveInterval=5".into(),
+            // A system-wide `ServerAliveCountMax 0` would drop every idle session (aws-cli#8802).
+            "-o".into(),
+            "ServerAliveCountMax=3".into(),
         ]);
         // Sharing is eic's own (the user's ControlPath would be keyed by the private IP, which
         // other VPCs reuse: it could lead to another instance), or none.
@@ -219,17 +222,267 @@ const CREDENTIAL_VARIABLES: [&str; 5] = [
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
 ];
 
-/// Whether the user's options after `--` make a shared connection the wrong thing: forwardings
-/// (`-L`, `-R`, `-D`) and `-N`, `-f`, `-W` would live on in a background master, and `-S`,
-/// `-M`, `-O` or `-o Control...` are the user's own sharing.
+/// Whether the user's options after `--` keep this call off a shared connection: true unless
+/// every option is one a session over a master really honours (`LETTERS`, `KEYWORDS`).
+/// Over a master, ssh drops the rest silently (`-i`, `-J`, `-o StrictHostKeyChecking=no`), and
+/// a master that this call starts would keep them (forwardings, agent, display, log).
 pub fn unshareable(extra: &[String]) -> bool {
     let (options, _) = split_ssh_args(extra);
-    option_letters(options).into_iter().any(|(letter, value)| match (letter, value) {
-        ('L' | 'R' | 'D' | 'N' | 'f' | 'W' | 'S' | 'M' | 'O', _) => true,
-        ('o', Some(option)) => option.trim_start().to_ascii_lowercase().starts_with("control"),
-        _ => false,
-    })
+    !option_letters(options).into_iter().all(|(letter, value)| shares(letter, value))
 }
+
+/// Whether one option may ride a master; unknown ones may not.
+fn shares(letter: char, value: Option<&str>) -> bool {
+    match LETTERS.iter().find(|(l, _)| *l == letter).map(|(_, sharing)| *sharing) {
+        Some(Shared) => true,
+        Some(ByKeyword) => value.is_some_and(|option| {
+            let (keyword, value) = config_option(option);
+            match KEYWORDS.iter().find(|(k, _)| k.eq_ignore_ascii_case(keyword)) {
+                Some((_, Shared)) => true,
+                Some((_, SharedIf(values))) => values.iter().any(|v| v.eq_ignore_ascii_case(value)),
+                _ => false,
+            }
+        }),
+        _ => false,
+    }
+}
+
+/// Whether an ssh option may ride a shared connection (OpenSSH's mux.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// The mux client carries it into its session (`mux_client_request_session`), or it only
+    /// concerns the ssh process it is given to.
+    Shared,
+    /// It belongs to the connection (ignored over a master; kept by a master this call starts).
+    Unshared,
+    /// Shared with one of these values (case-insensitive), else unshared.
+    SharedIf(&'static [&'static str]),
+    /// `-o`: decided by its keyword in [`KEYWORDS`].
+    ByKeyword,
+}
+use Sharing::{ByKeyword, Shared, SharedIf, Unshared};
+
+/// Every option letter of ssh's getopt (ssh.c, `main`). A mux client's session request
+/// (`mux_client_request_session`) carries only: the tty flag, X11 and agent forwarding off or
+/// on, subsystem or not, the escape char, TERM, the command, SendEnv/SetEnv strings, and stdin,
+/// stdout and stderr. The master answers with its own options (`mux_session_confirm`): it
+/// forwards its own agent and display, and only if it was itself started with them.
+const LETTERS: &[(char, Sharing)] = &[
+    // Ignored now, or connection options in older ssh.
+    ('1', Unshared),
+    ('2', Unshared),
+    // The connection's: address family, compression, GSSAPI, binding, crypto, key, route, config
+    // (`-P` picks `Match tagged`), user and port.
+    ('4', Unshared),
+    ('6', Unshared),
+    ('C', Unshared),
+    ('K', Unshared),
+    ('k', Unshared),
+    ('B', Unshared),
+    ('b', Unshared),
+    ('c', Unshared),
+    ('m', Unshared),
+    ('i', Unshared),
+    ('I', Unshared),
+    ('J', Unshared),
+    ('F', Unshared),
+    ('P', Unshared),
+    ('l', Unshared),
+    ('p', Unshared),
+    // No session: print and exit, or (`-Z`) dump keys only when muxclient() failed.
+    ('G', Unshared),
+    ('V', Unshared),
+    ('Q', Unshared),
+    ('Z', Unshared),
+    // The master's agent and display (mux_session_confirm).
+    ('A', Unshared),
+    ('X', Unshared),
+    ('Y', Unshared),
+    // Forwardings, tunnels, no session or the background: they would live on in the master.
+    ('L', Unshared),
+    ('R', Unshared),
+    ('D', Unshared),
+    ('g', Unshared),
+    ('w', Unshared),
+    ('W', Unshared),
+    ('N', Unshared),
+    ('f', Unshared),
+    // The user's own sharing.
+    ('M', Unshared),
+    ('S', Unshared),
+    ('O', Unshared),
+    // A master started with -v keeps the caller's stderr (control_persist_detach keeps it when
+    // debug_flag is set); with -E it keeps writing to the file.
+    ('v', Unshared),
+    ('E', Unshared),
+    // In the session request: tty flag, stdin from /dev/null (done in the client), subsystem,
+    // escape char, agent and X11 forwarding off.
+    ('t', Shared),
+    ('T', Shared),
+    ('n', Shared),
+    ('s', Shared),
+    ('e', Shared),
+    ('a', Shared),
+    ('x', Shared),
+    // Only how and where this process logs.
+    ('q', Shared),
+    ('y', Shared),
+    ('o', ByKeyword),
+];
+
+/// The log levels a session over a master may take. LogLevel is not in the session request:
+/// it only sets what the mux client itself prints (its errors, "Shared connection to ...
+/// closed."). A master that this call starts logs at this level too, but once detached its
+/// stderr is /dev/null unless -v (control_persist_detach): INFO and VERBOSE are fine. DEBUG*
+/// is never shared: it is asked for to see a connection being made, and none is.
+const SHARED_LOG_LEVELS: &[&str] = &["QUIET", "FATAL", "ERROR", "INFO", "VERBOSE"];
+
+/// Every ssh_config keyword (readconf.c, `keywords[]`) as `-o` takes it (case-insensitive).
+const KEYWORDS: &[(&str, Sharing)] = &[
+    // Ignored, deprecated or unsupported now; connection options in older ssh.
+    ("Protocol", Unshared),
+    ("Cipher", Unshared),
+    ("FallBackToRsh", Unshared),
+    ("GlobalKnownHostsFile2", Unshared),
+    ("RhostsAuthentication", Unshared),
+    ("UserKnownHostsFile2", Unshared),
+    ("UseRoaming", Unshared),
+    ("UseRsh", Unshared),
+    ("UsePrivilegedPort", Unshared),
+    ("AFSTokenPassing", Unshared),
+    ("KerberosAuthentication", Unshared),
+    ("KerberosTGTPassing", Unshared),
+    ("RSAAuthentication", Unshared),
+    ("RhostsRSAAuthentication", Unshared),
+    ("CompressionLevel", Unshared),
+    // Authentication and keys: done once, by the master.
+    ("GSSAPIAuthentication", Unshared),
+    ("GSSAPIDelegateCredentials", Unshared),
+    ("PKCS11Provider", Unshared),
+    ("SmartcardDevice", Unshared),
+    ("PasswordAuthentication", Unshared),
+    ("KbdInteractiveAuthentication", Unshared),
+    ("KbdInteractiveDevices", Unshared),
+    ("ChallengeResponseAuthentication", Unshared),
+    ("SkeyAuthentication", Unshared),
+    ("TISAuthentication", Unshared),
+    ("PubkeyAuthentication", Unshared),
+    ("DSAAuthentication", Unshared),
+    ("HostbasedAuthentication", Unshared),
+    ("IdentityFile", Unshared),
+    ("IdentityFile2", Unshared),
+    ("IdentitiesOnly", Unshared),
+    ("CertificateFile", Unshared),
+    ("AddKeysToAgent", Unshared),
+    ("IdentityAgent", Unshared),
+    ("PreferredAuthentications", Unshared),
+    ("NumberOfPasswordPrompts", Unshared),
+    ("BatchMode", Unshared),
+    ("EnableSSHKeysign", Unshared),
+    ("SecurityKeyProvider", Unshared),
+    ("PubkeyAcceptedAlgorithms", Unshared),
+    ("PubkeyAcceptedKeyTypes", Unshared),
+    ("HostbasedAcceptedAlgorithms", Unshared),
+    ("HostbasedKeyTypes", Unshared),
+    ("RequiredRSASize", Unshared),
+    // Host keys: checked once, by the master.
+    ("HostKeyAlias", Unshared),
+    ("GlobalKnownHostsFile", Unshared),
+    ("UserKnownHostsFile", Unshared),
+    ("CheckHostIP", Unshared),
+    ("StrictHostKeyChecking", Unshared),
+    ("VerifyHostKeyDNS", Unshared),
+    ("NoHostAuthenticationForLocalhost", Unshared),
+    ("HashKnownHosts", Unshared),
+    ("RevokedHostKeys", Unshared),
+    ("FingerprintHash", Unshared),
+    ("UpdateHostKeys", Unshared),
+    ("KnownHostsCommand", Unshared),
+    ("VisualHostKey", Unshared),
+    ("HostKeyAlgorithms", Unshared),
+    ("CASignatureAlgorithms", Unshared),
+    // Where and how to connect; config selection (Host, Match, Include are refused on the
+    // command line; Tag picks `Match tagged`; IgnoreUnknown changes what ssh accepts).
+    ("Hostname", Unshared),
+    ("Port", Unshared),
+    ("User", Unshared),
+    ("ProxyCommand", Unshared),
+    ("ProxyJump", Unshared),
+    ("ProxyUseFdpass", Unshared),
+    ("BindAddress", Unshared),
+    ("BindInterface", Unshared),
+    ("AddressFamily", Unshared),
+    ("ConnectionAttempts", Unshared),
+    ("ConnectTimeout", Unshared),
+    ("CanonicalDomains", Unshared),
+    ("CanonicalizeFallbackLocal", Unshared),
+    ("CanonicalizeHostname", Unshared),
+    ("CanonicalizeMaxDots", Unshared),
+    ("CanonicalizePermittedCNAMEs", Unshared),
+    ("RefuseConnection", Unshared),
+    ("Host", Unshared),
+    ("Match", Unshared),
+    ("Include", Unshared),
+    ("Tag", Unshared),
+    ("IgnoreUnknown", Unshared),
+    // The transport: the master's.
+    ("Ciphers", Unshared),
+    ("MACs", Unshared),
+    ("KexAlgorithms", Unshared),
+    ("Compression", Unshared),
+    ("RekeyLimit", Unshared),
+    ("TCPKeepAlive", Unshared),
+    ("KeepAlive", Unshared),
+    ("ServerAliveInterval", Unshared),
+    ("ServerAliveCountMax", Unshared),
+    ("IPQoS", Unshared),
+    ("ChannelTimeout", Unshared),
+    ("ObscureKeystrokeTiming", Unshared),
+    ("VersionAddendum", Unshared),
+    ("WarnWeakCrypto", Unshared),
+    // The master runs LocalCommand, and its escape filter reads its own
+    // EnableEscapeCommandline.
+    ("LocalCommand", Unshared),
+    ("PermitLocalCommand", Unshared),
+    ("EnableEscapeCommandline", Unshared),
+    // Forwardings, tunnels, no session, the background: they would live on in the master.
+    ("LocalForward", Unshared),
+    ("RemoteForward", Unshared),
+    ("DynamicForward", Unshared),
+    ("GatewayPorts", Unshared),
+    ("ExitOnForwardFailure", Unshared),
+    ("ClearAllForwardings", Unshared),
+    ("PermitRemoteOpen", Unshared),
+    ("StreamLocalBindMask", Unshared),
+    ("StreamLocalBindUnlink", Unshared),
+    ("Tunnel", Unshared),
+    ("TunnelDevice", Unshared),
+    ("ForkAfterAuthentication", Unshared),
+    ("SessionType", SharedIf(&["default", "subsystem"])),
+    // The master's agent and display (mux_session_confirm); off is in the request.
+    ("ForwardAgent", SharedIf(&["no", "false"])),
+    ("ForwardX11", SharedIf(&["no", "false"])),
+    ("ForwardX11Trusted", Unshared),
+    ("ForwardX11Timeout", Unshared),
+    ("XAuthLocation", Unshared),
+    // The master drops the request's variables its own SendEnv does not match and adds its
+    // own SetEnv to every session (mux_master_process_new_session, client_session2_setup).
+    ("SendEnv", Unshared),
+    ("SetEnv", Unshared),
+    // The user's own sharing.
+    ("ControlMaster", Unshared),
+    ("ControlPath", Unshared),
+    ("ControlPersist", Unshared),
+    // Debug output is for a connection being made.
+    ("LogVerbose", Unshared),
+    // In the session request (or done by the mux client itself).
+    ("RequestTTY", Shared),
+    ("StdinNull", Shared),
+    ("EscapeChar", Shared),
+    ("RemoteCommand", Shared),
+    ("LogLevel", SharedIf(SHARED_LOG_LEVELS)),
+    ("SyslogFacility", Shared),
+];
 
 /// ssh's options that take a value (from ssh(1)'s getopt string).
 const WITH_VALUE: &[u8] = b"BbcDEeFIiJLlmOoPpQRSWw";
@@ -292,13 +545,7 @@ pub fn overriding_option(extra: &[String]) -> Option<(String, &'static str)> {
         ('l', _) => Some(("-l".to_string(), "--os-user")),
         ('p', _) => Some(("-p".to_string(), "--ssh-port")),
         ('o', Some(option)) => {
-            // ssh skips leading blanks and takes a quoted keyword: `-o ' "User"=root'`.
-            let key: String = option
-                .trim_start()
-                .trim_start_matches('"')
-                .chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect();
+            let (key, _) = config_option(option);
             let instead = match key.to_ascii_lowercase().as_str() {
                 "user" => "--os-user",
                 "port" => "--ssh-port",
@@ -308,6 +555,24 @@ pub fn overriding_option(extra: &[String]) -> Option<(String, &'static str)> {
         }
         _ => None,
     })
+}
+
+/// An `-o` option's keyword and value, as ssh's strdelim() splits them: blanks skipped, the
+/// keyword maybe quoted (`-o ' "User"=root'`), then blanks and one `=`. A value in quotes
+/// loses them; one of several words stays whole (and so matches no single value).
+fn config_option(option: &str) -> (&str, &str) {
+    const BLANKS: &[char] = &[' ', '\t', '\r', '\n'];
+    let line = option.trim_start_matches(BLANKS);
+    let (keyword, rest) = match line.strip_prefix('"') {
+        Some(quoted) => quoted.split_once('"').unwrap_or((quoted, "")),
+        None => line.split_at(
+            line.find(|c| BLANKS.contains(&c) || "=\"".contains(c)).unwrap_or(line.len()),
+        ),
+    };
+    let rest = rest.trim_start_matches(BLANKS);
+    let value = rest.strip_prefix('=').unwrap_or(rest).trim_matches(BLANKS);
+    let unquoted = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+    (keyword, unquoted.unwrap_or(value))
 }
 
 /// A file name as ssh_config (and `-o`) takes it where ssh expands `%` tokens (`IdentityFile`):
@@ -446,12 +711,12 @@ mod tests {
             user: "ec2-user".into(),
             address: "10.0.0.5".parse().unwrap(),
             port: 22,
-            instance_id: "i-0123".into(),
+            instance_id: "i-0123456789abcdef0".into(),
             proxy: proxy.then(|| ProxyCommand {
                 exe: "/opt/my tools/100%/eic".into(),
                 target: TunnelTarget {
-                    endpoint_id: "eice-1".into(),
-                    dns_name: "eice-1.example.com".parse().unwrap(),
+                    endpoint_id: "eice-0123456789abcdef0".into(),
+                    dns_name: "eice-0123456789abcdef0.example.com".parse().unwrap(),
                     private_ip: "10.0.0.5".parse().unwrap(),
                     remote_port: 22,
                     max_tunnel_duration: Some(600),
@@ -474,7 +739,7 @@ mod tests {
         // A POSIX shell runs the ProxyCommand; Win32-OpenSSH, none (see proxy_command_line).
         let exe =
             if cfg!(windows) { "\"/opt/my tools/100%%/eic\"" } else { "'/opt/my tools/100%%/eic'" };
-        let proxy = format!("ProxyCommand={exe} open-tunnel --instance-connect-endpoint-id eice-1 --instance-connect-endpoint-dns-name eice-1.example.com --private-ip-address 10.0.0.5 --remote-port 22 --max-tunnel-duration 600 --presigned-url-file /run/user/1000/eic-abc/tunnel-url");
+        let proxy = format!("ProxyCommand={exe} open-tunnel --instance-connect-endpoint-id eice-0123456789abcdef0 --instance-connect-endpoint-dns-name eice-0123456789abcdef0.example.com --private-ip-address 10.0.0.5 --remote-port 22 --max-tunnel-duration 600 --presigned-url-file /run/user/1000/eic-abc/tunnel-url");
         assert_eq!(
             args,
             [
@@ -485,9 +750,11 @@ mod tests {
                 "-o",
                 "IdentitiesOnly=yes",
                 "-o",
-                "HostKeyAlias=i-0123",
+                "HostKeyAlias=i-0123456789abcdef0",
                 "-o",
                 "ServerAliveInterval=5",
+                "-o",
+                "ServerAliveCountMax=3",
                 "-o",
                 "ControlMaster=no",
                 "-o",
@@ -549,6 +816,278 @@ mod tests {
             let found = overriding_option(&strings(args));
             let found = found.as_ref().map(|(o, i)| (o.as_str(), *i));
             assert_eq!(found, *expected, "{args:?}");
+        }
+    }
+
+    /// OpenSSH's option letters: the getopt string in ssh.c's main(), openssh-portable commit
+    /// 0ef0f5a839831c213f24e3f2ae434765c607fb50.
+    const OPENSSH_GETOPT: &str =
+        concat!("1246ACGKMNTVXYZafgknqstvxy", "B:D:E:F:I:J:L:O:P:Q:R:S:W:b:c:e:i:l:m:o:p:w:");
+
+    /// Every name in readconf.c's keywords[] (deprecated, unsupported, aliases too), same
+    /// commit.
+    const OPENSSH_KEYWORDS: [&str; 128] = [
+        "protocol",
+        "cipher",
+        "fallbacktorsh",
+        "globalknownhostsfile2",
+        "rhostsauthentication",
+        "userknownhostsfile2",
+        "useroaming",
+        "usersh",
+        "useprivilegedport",
+        "afstokenpassing",
+        "kerberosauthentication",
+        "kerberostgtpassing",
+        "rsaauthentication",
+        "rhostsrsaauthentication",
+        "compressionlevel",
+        "gssapiauthentication",
+        "gssapidelegatecredentials",
+        "pkcs11provider",
+        "smartcarddevice",
+        "forwardagent",
+        "forwardx11",
+        "forwardx11trusted",
+        "forwardx11timeout",
+        "exitonforwardfailure",
+        "xauthlocation",
+        "gatewayports",
+        "passwordauthentication",
+        "kbdinteractiveauthentication",
+        "kbdinteractivedevices",
+        "challengeresponseauthentication",
+        "skeyauthentication",
+        "tisauthentication",
+        "pubkeyauthentication",
+        "dsaauthentication",
+        "hostbasedauthentication",
+        "identityfile",
+        "identityfile2",
+        "identitiesonly",
+        "certificatefile",
+        "addkeystoagent",
+        "identityagent",
+        "hostname",
+        "hostkeyalias",
+        "proxycommand",
+        "port",
+        "ciphers",
+        "macs",
+        "remoteforward",
+        "localforward",
+        "permitremoteopen",
+        "user",
+        "host",
+        "match",
+        "tag",
+        "escapechar",
+        "globalknownhostsfile",
+        "userknownhostsfile",
+        "connectionattempts",
+        "batchmode",
+        "checkhostip",
+        "stricthostkeychecking",
+        "compression",
+        "tcpkeepalive",
+        "keepalive",
+        "numberofpasswordprompts",
+        "syslogfacility",
+        "loglevel",
+        "logverbose",
+        "dynamicforward",
+        "preferredauthentications",
+        "hostkeyalgorithms",
+        "casignaturealgorithms",
+        "bindaddress",
+        "bindinterface",
+        "clearallforwardings",
+        "enablesshkeysign",
+        "verifyhostkeydns",
+        "nohostauthenticationforlocalhost",
+        "rekeylimit",
+        "connecttimeout",
+        "addressfamily",
+        "serveraliveinterval",
+        "serveralivecountmax",
+        "sendenv",
+        "setenv",
+        "controlpath",
+        "controlmaster",
+        "controlpersist",
+        "hashknownhosts",
+        "include",
+        "tunnel",
+        "tunneldevice",
+        "localcommand",
+        "permitlocalcommand",
+        "remotecommand",
+        "visualhostkey",
+        "kexalgorithms",
+        "ipqos",
+        "requesttty",
+        "sessiontype",
+        "stdinnull",
+        "forkafterauthentication",
+        "proxyusefdpass",
+        "canonicaldomains",
+        "canonicalizefallbacklocal",
+        "canonicalizehostname",
+        "canonicalizemaxdots",
+        "canonicalizepermittedcnames",
+        "streamlocalbindmask",
+        "streamlocalbindunlink",
+        "revokedhostkeys",
+        "fingerprinthash",
+        "updatehostkeys",
+        "hostbasedacceptedalgorithms",
+        "hostbasedkeytypes",
+        "pubkeyacceptedalgorithms",
+        "pubkeyacceptedkeytypes",
+        "ignoreunknown",
+        "proxyjump",
+        "securitykeyprovider",
+        "knownhostscommand",
+        "requiredrsasize",
+        "enableescapecommandline",
+        "obscurekeystroketiming",
+        "channeltimeout",
+        "versionaddendum",
+        "refuseconnection",
+        "warnweakcrypto",
+    ];
+
+    #[test]
+    fn every_openssh_option_is_classified() {
+        let letters: Vec<char> = OPENSSH_GETOPT.chars().filter(|c| *c != ':').collect();
+        for letter in &letters {
+            assert!(LETTERS.iter().any(|(l, _)| l == letter), "-{letter} is not in LETTERS");
+        }
+        for (letter, sharing) in LETTERS {
+            assert!(letters.contains(letter), "-{letter} is not an OpenSSH option");
+            assert!(!matches!(sharing, SharedIf(_)), "-{letter}: a letter shares or not");
+        }
+        assert_eq!(LETTERS.len(), letters.len(), "a letter twice in LETTERS");
+        let mut with_value: Vec<u8> =
+            OPENSSH_GETOPT.as_bytes().windows(2).filter(|w| w[1] == b':').map(|w| w[0]).collect();
+        let mut ours = WITH_VALUE.to_vec();
+        with_value.sort_unstable();
+        ours.sort_unstable();
+        assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(with_value).unwrap());
+
+        for keyword in OPENSSH_KEYWORDS {
+            let found = KEYWORDS.iter().filter(|(k, _)| k.eq_ignore_ascii_case(keyword)).count();
+            assert_eq!(found, 1, "{keyword} is in KEYWORDS {found} times");
+        }
+        for (keyword, sharing) in KEYWORDS {
+            let known = OPENSSH_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(keyword));
+            assert!(known, "{keyword} is not an OpenSSH keyword");
+            assert_ne!(*sharing, ByKeyword, "{keyword}");
+        }
+        assert_eq!(KEYWORDS.len(), OPENSSH_KEYWORDS.len());
+    }
+
+    #[test]
+    fn only_options_a_session_over_a_master_honours_share() {
+        let shared: &[&[&str]] = &[
+            &[],
+            &["-t"],
+            &["-T"],
+            &["-q"],
+            &["-n"],
+            &["-tt"],
+            &["-s", "sftp"],
+            &["-e", "none"],
+            &["-ax"],
+            &["-o", "RequestTTY=yes"],
+            &["-o", "RequestTTY force"],
+            &["-oLogLevel=ERROR"],
+            &["-o", "LogLevel=quiet"],
+            &["-o", " loglevel = \"Verbose\" "],
+            &["-o", "\"LogLevel\" FATAL"],
+            &["-o", "EscapeChar=~"],
+            &["-o", "SessionType=subsystem"],
+            &["-o", "ForwardAgent=no"],
+            &["-o", "StdinNull=yes"],
+            &["-qtn", "-o", "LogLevel=INFO", "sudo", "journalctl", "-f"],
+            // A remote command after the options never matters.
+            &["uptime", "-v"],
+            &["-t", "ssh", "-A", "-L", "1:h:2", "other"],
+            &["-t", "--", "-L"],
+        ];
+        for args in shared {
+            assert!(!unshareable(&strings(args)), "{args:?} should share");
+        }
+        let unshared: &[&[&str]] = &[
+            &["-o", "LogLevel=DEBUG3"],
+            &["-o", "LogLevel=debug"],
+            &["-o", "LogLevel=ERROR extra"],
+            &["-v"],
+            &["-vvv"],
+            &["-tv"],
+            &["-E", "log"],
+            &["-Elog"],
+            &["-y", "-E", "log"],
+            &["-A"],
+            &["-X"],
+            &["-Y"],
+            &["-w", "0"],
+            &["-o", "LocalForward 8080 localhost:80"],
+            &["-o", "RemoteForward=8080 localhost:80"],
+            &["-o", "DynamicForward=1080"],
+            &["-o", "SessionType=none"],
+            &["-o", "ForkAfterAuthentication=yes"],
+            &["-o", "StrictHostKeyChecking=no"],
+            &["-o", "stricthostkeychecking no"],
+            &["-i", "key"],
+            &["-J", "jump"],
+            &["-F", "cfg"],
+            &["-o", "Tunnel=yes"],
+            &["-o", "GatewayPorts=yes"],
+            &["-o", "ForwardAgent=yes"],
+            &["-o", "ForwardX11=yes"],
+            &["-o", "ForwardX11Trusted=yes"],
+            &["-o", "SendEnv=FOO"],
+            &["-o", "SetEnv=A=b"],
+            &["-L", "8080:localhost:80", "-N"],
+            &["-R", "9000:localhost:9000"],
+            &["-D", "1080"],
+            &["-N"],
+            &["-f", "true"],
+            &["-W", "host:22"],
+            &["-g"],
+            &["-S", "/tmp/sock"],
+            &["-M"],
+            &["-O", "check"],
+            &["-o", "ControlPath=none"],
+            &["-C"],
+            &["-4"],
+            &["-c", "aes128-ctr"],
+            // Unknown, or not a keyword ssh knows: not shared.
+            &["-j"],
+            &["-o", "GSSAPIKeyExchange=yes"],
+            &["-o", "LogLevel-x=ERROR"],
+            &["-o"],
+            &["-t", "-o", "LogLevel=ERROR", "-A", "uptime"],
+        ];
+        for args in unshared {
+            assert!(unshareable(&strings(args)), "{args:?} should not share");
+        }
+    }
+
+    #[test]
+    fn reads_o_options_as_ssh_does() {
+        for (option, keyword, value) in [
+            ("LogLevel=ERROR", "LogLevel", "ERROR"),
+            ("LogLevel ERROR", "LogLevel", "ERROR"),
+            ("  LogLevel = ERROR  ", "LogLevel", "ERROR"),
+            ("\t\"User\" root", "User", "root"),
+            ("LogLevel=\"ERROR\"", "LogLevel", "ERROR"),
+            ("SetEnv=A=b", "SetEnv", "A=b"),
+            ("LocalForward 8080 localhost:80", "LocalForward", "8080 localhost:80"),
+            ("Port", "Port", ""),
+        ] {
+            assert_eq!(config_option(option), (keyword, value), "{option:?}");
         }
     }
 

@@ -34,6 +34,14 @@ pub async fn run(settings: &Settings, plan: ListenPlan) -> anyhow::Result<i32> {
     let mut signals = Signals::catch()?;
     let local = listener.local_addr()?;
     let target = opener.target();
+    // Each connection opens a tunnel signed with this user's credentials, asking nothing of
+    // whoever connects: off loopback, that is anyone on the network.
+    if !local.ip().to_canonical().is_loopback() {
+        eprintln!(
+            "eic: warning: {local} is not a loopback address: anyone who can reach it opens tunnels to {}:{} with your AWS credentials (--bind 127.0.0.1 keeps it to this machine)",
+            target.private_ip, target.remote_port
+        );
+    }
     eprintln!(
         "eic: listening on {local}, tunnelling to {}:{} through {} (Ctrl-C to stop)",
         target.private_ip, target.remote_port, target.endpoint_id

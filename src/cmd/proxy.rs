@@ -19,7 +19,8 @@ pub async fn run(settings: &Settings, plan: ProxyPlan) -> anyhow::Result<i32> {
         .public
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("{}: no public key to push", key.path.display()))?;
-    push_cache::push_once(&instance.id, &plan.user, public, || {
+    let who = format!("{}\0{}", aws.identity, aws.region);
+    push_cache::push_once(&who, &instance.id, &plan.user, public, || {
         aws.send_ssh_public_key(&instance.id, &plan.user, public)
     })
     .await?;

@@ -7,13 +7,13 @@ use std::time::SystemTime;
 use anyhow::Context;
 use tempfile::TempDir;
 
-use crate::aws::{self, Aws, Settings};
+use crate::aws::{Aws, Configured, Settings};
 use crate::cli::{Output, SshPlan};
 use crate::error;
 use crate::keys;
 use crate::presign::{self, TunnelTarget};
 use crate::resolve::{self, InstanceRef, Route, Via};
-use crate::reuse;
+use crate::sharing::{Binding, Claim, Shared};
 use crate::signals::{self, Signals};
 use crate::ssh_argv::{self, Master, ProxyCommand, SshCommand};
 
@@ -25,48 +25,64 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
             "ssh not found on PATH: install the OpenSSH client (e.g. `apt-get install openssh-client`)",
         )
     })?;
-    // The configuration is loaded once, when first needed: picking an instance, or finding a
-    // shared connection by --name, needs it before the rest.
-    let mut aws = None;
-    // Neither --instance-id nor --name, on a terminal: the user picks one, once. A name is
-    // looked up once, too, when a shared connection is looked for.
+    // The configuration is loaded once: sharing needs it before any API call (a shared
+    // connection is found with none), and picking an instance or finding one by --name
+    // needs the APIs before the rest.
     let sharing = plan.persist.is_some() || plan.stop;
+    let config = if sharing { Some(Configured::load(settings).await?) } else { None };
+    let mut aws = None;
     let first = match plan.instance {
         InstanceRef::Pick => true,
         InstanceRef::Name(_) => sharing,
         InstanceRef::Id(_) => false,
     };
     let plan = if first {
-        let loaded = aws.insert(Aws::load(settings).await?);
-        let found = resolve::instance(loaded, &plan.instance).await?;
+        let loaded = match &config {
+            Some(config) => Aws::connect(config.clone()).await?,
+            None => Aws::load(settings).await?,
+        };
+        let found = resolve::instance(aws.insert(loaded), &plan.instance).await?;
         SshPlan { instance: InstanceRef::Id(found.id), ..plan }
     } else {
         plan
     };
-    // A shared connection: its socket is found with no API call.
-    let shared = if sharing { shared_socket(settings, &plan).await? } else { None };
-    let mut master_lock = None;
-    if let Some((socket, instance_id)) = shared.as_ref().filter(|_| !plan.dry_run) {
-        if plan.stop {
-            let stopped = reuse::stop(&ssh, socket);
+    let shared = match (&plan.instance, &config) {
+        (InstanceRef::Id(instance_id), Some(config)) => Shared::find(&Binding {
+            config,
+            instance_id,
+            user: &plan.os_user,
+            port: plan.port,
+            via: &plan.via,
+        }),
+        _ => None,
+    };
+    let (shared, dry_run_socket) = match shared {
+        Some(shared) if plan.dry_run => (None, Some(shared.socket)),
+        shared => (shared, None),
+    };
+    let claim = match shared {
+        Some(shared) if plan.stop => {
+            let stopped = shared.stop(&ssh);
             eprintln!(
-                "eic: {} shared connection to {instance_id}",
-                if stopped { "ended the" } else { "there was no" }
+                "eic: {} shared connection to {}",
+                if stopped { "ended the" } else { "there was no" },
+                shared.instance_id
             );
             return Ok(0);
         }
-        // Another eic may be starting this master: wait for it, then look.
-        let lock = tokio::select! {
-            lock = reuse::lock(socket) => lock?,
+        Some(shared) => tokio::select! {
+            claim = shared.claim(&ssh) => Some(claim?),
             signal = signals.recv() => return Err(signal.error()),
-        };
-        if reuse::alive(&ssh, socket) {
-            drop(lock);
+        },
+        None => None,
+    };
+    let starting = match claim {
+        Some(Claim::Over { socket, instance_id }) => {
             tracing::debug!(socket = %socket.display(), "running over the shared connection");
             let args = ssh_argv::over_master(
-                socket,
+                &socket,
                 &plan.os_user,
-                instance_id,
+                &instance_id,
                 plan.port,
                 plan.local_forwarding.as_deref(),
                 plan.debug,
@@ -76,11 +92,14 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
             command.args(args);
             return signals::foreground(command, &mut signals).await;
         }
-        master_lock = Some(lock);
-    }
-    let master = plan.persist.zip(shared).map(|(persist, (socket, _))| Master { socket, persist });
+        Some(Claim::Start(starting)) => Some(starting),
+        Some(Claim::Alone) | None => None,
+    };
+    // A dry run shows the master this call would start.
+    let socket = starting.as_ref().map(|s| s.socket.clone()).or(dry_run_socket);
+    let master = plan.persist.zip(socket).map(|(persist, socket)| Master { socket, persist });
     let prepared = tokio::select! {
-        prepared = prepare(settings, aws, &plan, ssh, master) => prepared?,
+        prepared = prepare(settings, aws, config, &plan, ssh.clone(), master) => prepared?,
         signal = signals.recv() => return Err(signal.error()),
     };
     let Prepared { command, scratch, region } = prepared;
@@ -91,47 +110,21 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
         };
         return super::print_out(format!("{printed}\n").as_bytes());
     }
-    // A master has no use for the key once it has logged in, which is when its socket appears;
-    // then another eic may run over it (the lock kept others from starting their own).
-    let socket = command.master.as_ref().map(|m| m.socket.clone());
+    // The key and the URL stay until the new master answers (or ssh ends); then other eic
+    // may run over it.
     let forget_key = tokio::spawn(async move {
-        if let Some(socket) = socket {
-            while !socket.exists() {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        match starting {
+            Some(starting) => {
+                starting.up(&ssh).await;
+                drop(scratch);
             }
-            drop(scratch);
-            drop(master_lock);
-        } else {
-            std::future::pending::<()>().await;
+            None => std::future::pending::<()>().await,
         }
     });
     let code = run_ssh(&command, &mut signals).await;
     forget_key.abort();
     let _ = forget_key.await;
     code
-}
-
-/// The socket of the shared connection for this plan, and the instance it goes to (named by
-/// its id by now). The region comes from the configuration alone.
-async fn shared_socket(
-    settings: &Settings,
-    plan: &SshPlan,
-) -> anyhow::Result<Option<(PathBuf, String)>> {
-    let InstanceRef::Id(instance_id) = &plan.instance else { return Ok(None) };
-    let region = aws::region(settings).await?;
-    // Sharing only saves work: when eic's directory cannot hold a socket, it logs in alone.
-    let socket = match reuse::socket(&region, instance_id, &plan.os_user, plan.port) {
-        Ok(Some(socket)) => socket,
-        Ok(None) => {
-            tracing::debug!("not sharing: the socket's path would be too long");
-            return Ok(None);
-        }
-        Err(e) => {
-            eprintln!("eic: warning: not sharing the connection: {e:#}");
-            return Ok(None);
-        }
-    };
-    Ok(Some((socket, instance_id.clone())))
 }
 
 struct Prepared {
@@ -144,15 +137,18 @@ struct Prepared {
 async fn prepare(
     settings: &Settings,
     aws: Option<Aws>,
+    config: Option<Configured>,
     plan: &SshPlan,
     ssh: PathBuf,
     master: Option<Master>,
 ) -> anyhow::Result<Prepared> {
     let scratch = keys::scratch_dir()?;
     let key = keys::load(&plan.key, scratch.path())?;
-    let aws = match aws {
-        Some(aws) => aws,
-        None => Aws::load(settings).await?,
+    // Whatever of the configuration is loaded already is used.
+    let aws = match (aws, config) {
+        (Some(aws), _) => aws,
+        (None, Some(config)) => Aws::connect(config).await?,
+        (None, None) => Aws::load(settings).await?,
     };
 
     // DescribeInstances, the endpoint lookup and the key push are independent: all three go out
@@ -203,15 +199,7 @@ async fn prepare(
                 remote_port: plan.port,
                 max_tunnel_duration,
             };
-            // The child gets a URL presigned here (valid 60 s, for this endpoint, address and
-            // port), in a file only this user can read: ssh's environment, which reaches its
-            // SendEnv, -v output and every command it starts, carries no credential.
             let url_file = scratch.path().join("tunnel-url");
-            if !plan.dry_run {
-                let credentials = aws.signing.credentials().await?;
-                let url = presign::presign(&target, &credentials, &aws.region, SystemTime::now())?;
-                keys::write_file(&url_file, url.as_bytes(), 0o600, false)?;
-            }
             let ca_bundle = aws.ca_bundle.as_ref().map(|b| b.path.clone());
             let detach_stderr = master.is_some();
             let debug = plan.debug;
@@ -220,6 +208,15 @@ async fn prepare(
     };
     if let Some(pushed) = pushed {
         joined(pushed).await?;
+    }
+    // The child gets a URL presigned here, once the push has answered (a throttled push
+    // cannot leave it expired): valid 60 s, for this endpoint, address and port, in a file
+    // only this user can read. ssh's environment, which reaches its SendEnv, -v output and
+    // every command it starts, carries no credential.
+    if let Some(proxy) = proxy.as_ref().filter(|_| !plan.dry_run) {
+        let credentials = aws.signing.credentials().await?;
+        let url = presign::presign(&proxy.target, &credentials, &aws.region, SystemTime::now())?;
+        keys::write_file(&proxy.url_file, url.as_bytes(), 0o600, false)?;
     }
 
     let command = SshCommand {

@@ -48,9 +48,9 @@ fn bad_parameters_exit_252_with_one_line() {
             &[
                 "open-tunnel",
                 "--instance-id",
-                "i-1",
+                "i-0123456789abcdef0",
                 "--instance-connect-endpoint-id",
-                "eice-1",
+                "eice-0123456789abcdef0",
                 "--instance-connect-endpoint-dns-name",
                 "bad_name.example.com",
             ],
@@ -60,55 +60,67 @@ fn bad_parameters_exit_252_with_one_line() {
             &[
                 "open-tunnel",
                 "--instance-id",
-                "i-1",
+                "i-0123456789abcdef0",
                 "--instance-connect-endpoint-id",
-                "eice-1",
+                "eice-0123456789abcdef0",
                 "--instance-connect-endpoint-dns-name",
                 "a.example.com:99999",
             ],
             "--instance-connect-endpoint-dns-name",
         ),
         (
-            &["ssh", "--instance-id", "i-1", "--eice-options", "endpointId=eice-1,colour=blue"],
+            &[
+                "ssh",
+                "--instance-id",
+                "i-0123456789abcdef0",
+                "--eice-options",
+                "endpointId=eice-0123456789abcdef0,colour=blue",
+            ],
             "unknown key `colour`",
         ),
         (
             &[
                 "ssh",
                 "--instance-id",
-                "i-1",
+                "i-0123456789abcdef0",
                 "--eice-options",
-                r#"{"endpointId":"eice-1","colour":"blue"}"#,
+                r#"{"endpointId":"eice-0123456789abcdef0","colour":"blue"}"#,
             ],
             "--eice-options",
         ),
         (
-            &["ssh", "--instance-id", "i-1", "--eice-options", "dnsName=a.example.com"],
+            &[
+                "ssh",
+                "--instance-id",
+                "i-0123456789abcdef0",
+                "--eice-options",
+                "dnsName=a.example.com",
+            ],
             "dnsName needs endpointId",
         ),
         (
             &[
                 "ssh",
                 "--instance-id",
-                "i-1",
+                "i-0123456789abcdef0",
                 "--eice-options",
-                "endpointId=eice-1",
+                "endpointId=eice-0123456789abcdef0",
                 "--connection-type",
                 "direct",
             ],
             "--eice-options cannot be used with --connection-type direct",
         ),
         (
-            &["ssh", "--instance-id", "i-1", "--instance-ip", "10.0.0.1"],
+            &["ssh", "--instance-id", "i-0123456789abcdef0", "--instance-ip", "10.0.0.1"],
             "--instance-ip needs an explicit --connection-type",
         ),
         (
             &[
                 "ssh",
                 "--instance-id",
-                "i-1",
+                "i-0123456789abcdef0",
                 "--eice-options",
-                "endpointId=eice-1,maxTunnelDuration=0",
+                "endpointId=eice-0123456789abcdef0,maxTunnelDuration=0",
             ],
             "maxTunnelDuration",
         ),
@@ -116,9 +128,9 @@ fn bad_parameters_exit_252_with_one_line() {
             &[
                 "ssh",
                 "--instance-id",
-                "i-1",
+                "i-0123456789abcdef0",
                 "--eice-options",
-                "endpointId=eice-1,maxTunnelDuration=3601",
+                "endpointId=eice-0123456789abcdef0,maxTunnelDuration=3601",
             ],
             "maxTunnelDuration",
         ),
@@ -126,29 +138,50 @@ fn bad_parameters_exit_252_with_one_line() {
             &[
                 "ssh",
                 "--instance-id",
-                "i-1",
+                "i-0123456789abcdef0",
                 "--eice-options",
-                "endpointId=eice-1,maxTunnelDuration=ten",
+                "endpointId=eice-0123456789abcdef0,maxTunnelDuration=ten",
             ],
             "maxTunnelDuration",
         ),
         (
-            &["open-tunnel", "--instance-id", "i-1", "--max-tunnel-duration", "0"],
+            &["open-tunnel", "--instance-id", "i-0123456789abcdef0", "--max-tunnel-duration", "0"],
             "--max-tunnel-duration",
         ),
         (
-            &["open-tunnel", "--instance-id", "i-1", "--max-tunnel-duration", "3601"],
+            &[
+                "open-tunnel",
+                "--instance-id",
+                "i-0123456789abcdef0",
+                "--max-tunnel-duration",
+                "3601",
+            ],
             "--max-tunnel-duration",
         ),
         (
-            &["open-tunnel", "--instance-id", "i-1", "--max-tunnel-duration", "1.5"],
+            &[
+                "open-tunnel",
+                "--instance-id",
+                "i-0123456789abcdef0",
+                "--max-tunnel-duration",
+                "1.5",
+            ],
             "--max-tunnel-duration",
         ),
-        (&["ssh", "--instance-id", "i-1", "--ssh-port", "0"], "--ssh-port"),
-        (&["ssh", "--instance-id", "i-1", "--ssh-port", "65536"], "--ssh-port"),
-        (&["ssh", "--instance-id", "i-1", "--ssh-port", "twenty-two"], "--ssh-port"),
-        (&["open-tunnel", "--instance-id", "i-1", "--remote-port", "70000"], "--remote-port"),
-        (&["open-tunnel", "--instance-id", "i-1", "--local-port", "70000"], "--local-port"),
+        (&["ssh", "--instance-id", "i-0123456789abcdef0", "--ssh-port", "0"], "--ssh-port"),
+        (&["ssh", "--instance-id", "i-0123456789abcdef0", "--ssh-port", "65536"], "--ssh-port"),
+        (
+            &["ssh", "--instance-id", "i-0123456789abcdef0", "--ssh-port", "twenty-two"],
+            "--ssh-port",
+        ),
+        (
+            &["open-tunnel", "--instance-id", "i-0123456789abcdef0", "--remote-port", "70000"],
+            "--remote-port",
+        ),
+        (
+            &["open-tunnel", "--instance-id", "i-0123456789abcdef0", "--local-port", "70000"],
+            "--local-port",
+        ),
         (&["open-tunnel", "--remote-port", "22"], "specify --instance-id"),
         (
             &["open-tunnel", "--private-ip-address", "10.0.0.1"],
@@ -158,23 +191,35 @@ fn bad_parameters_exit_252_with_one_line() {
             &[
                 "open-tunnel",
                 "--instance-id",
-                "i-1",
+                "i-0123456789abcdef0",
                 "--instance-connect-endpoint-dns-name",
                 "a.example.com",
             ],
             "--instance-connect-endpoint-dns-name needs --instance-connect-endpoint-id",
         ),
-        (&["ssh", "--instance-id", "i-1", "--connection-type", "tunnel"], "--connection-type"),
-        // Negative numbers are values, not unknown options.
-        (&["ssh", "--instance-id", "i-1", "--ssh-port", "-1"], "--ssh-port"),
-        (&["open-tunnel", "--instance-id", "i-1", "--remote-port", "-1"], "--remote-port"),
-        (&["open-tunnel", "--instance-id", "i-1", "--local-port", "-1"], "--local-port"),
         (
-            &["open-tunnel", "--instance-id", "i-1", "--max-tunnel-duration", "-1"],
+            &["ssh", "--instance-id", "i-0123456789abcdef0", "--connection-type", "tunnel"],
+            "--connection-type",
+        ),
+        // Negative numbers are values, not unknown options.
+        (&["ssh", "--instance-id", "i-0123456789abcdef0", "--ssh-port", "-1"], "--ssh-port"),
+        (
+            &["open-tunnel", "--instance-id", "i-0123456789abcdef0", "--remote-port", "-1"],
+            "--remote-port",
+        ),
+        (
+            &["open-tunnel", "--instance-id", "i-0123456789abcdef0", "--local-port", "-1"],
+            "--local-port",
+        ),
+        (
+            &["open-tunnel", "--instance-id", "i-0123456789abcdef0", "--max-tunnel-duration", "-1"],
             "--max-tunnel-duration",
         ),
-        (&["open-tunnel", "--instance-id", "i-1", "--connect-timeout", "-5"], "--connect-timeout"),
-        (&["proxy", "i-1", "-22", "ec2-user"], "<PORT>"),
+        (
+            &["open-tunnel", "--instance-id", "i-0123456789abcdef0", "--connect-timeout", "-5"],
+            "--connect-timeout",
+        ),
+        (&["proxy", "i-0123456789abcdef0", "-22", "ec2-user"], "<PORT>"),
     ];
     for (args, needle) in cases {
         let out = eic(args);
@@ -252,7 +297,8 @@ fn man_pages() {
 #[test]
 fn open_tunnel_from_a_terminal_needs_a_local_port() {
     // `script` gives eic a pseudo-terminal as stdin, as an interactive shell would.
-    let command = format!("{} open-tunnel --instance-id i-1", env!("CARGO_BIN_EXE_eic"));
+    let command =
+        format!("{} open-tunnel --instance-id i-0123456789abcdef0", env!("CARGO_BIN_EXE_eic"));
     let out = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .env("AWS_EC2_METADATA_DISABLED", "true")

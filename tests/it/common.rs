@@ -30,7 +30,11 @@ impl Lab {
     }
 
     pub fn with(standin: StandIn, sshd: Sshd) -> Lab {
-        let home = tempfile::Builder::new().prefix("eic-home").tempdir().unwrap();
+        // Not in /tmp: eic's push cache and shared connections live under HOME only when no
+        // one else may write to any directory above it.
+        let home =
+            tempfile::Builder::new().prefix("eic-home").tempdir_in(env!("CARGO_TARGET_TMPDIR"));
+        let home = home.unwrap();
         std::fs::create_dir(home.path().join(".ssh")).unwrap();
         std::fs::write(
             home.path().join(".ssh/known_hosts"),
@@ -66,18 +70,48 @@ impl Lab {
         cmd.kill_on_drop(true);
     }
 
-    /// `eic ssh --instance-id INSTANCE --os-user <sshd user> EIC_ARGS -- <isolating ssh options>
-    /// REMOTE`, with `runtime` as its XDG_RUNTIME_DIR.
+    /// `eic ssh --instance-id INSTANCE --os-user <sshd user> EIC_ARGS -- REMOTE`, with
+    /// `runtime` as its XDG_RUNTIME_DIR and an `ssh` first on PATH that reads the isolating
+    /// options from a file ([`Lab::ssh_options`]'s), so that none comes after `--`: options
+    /// there decide whether the connection is shared.
     pub fn eic_ssh(&self, runtime: &Path, eic_args: &[&str], remote: &[&str]) -> Command {
         let mut args = vec!["ssh", "--instance-id", INSTANCE, "--os-user", self.sshd.user()];
         args.extend_from_slice(eic_args);
         args.push("--");
-        let options = self.ssh_options();
-        args.extend(options.iter().map(String::as_str));
         args.extend_from_slice(remote);
         let mut cmd = self.eic(&args);
         cmd.env("XDG_RUNTIME_DIR", runtime);
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = std::iter::once(self.ssh_wrapper_dir()).chain(std::env::split_paths(&path));
+        cmd.env("PATH", std::env::join_paths(dirs).unwrap());
         cmd
+    }
+
+    /// A directory with an `ssh` that runs the real one with an ssh_config of the isolating
+    /// options (as `-F`: a later `-F` still wins, as eic's `-F none` for `ssh -O`).
+    fn ssh_wrapper_dir(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.home.path().join("bin");
+        let wrapper = dir.join("ssh");
+        if !wrapper.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = self.home.path().join("ssh_config");
+            let options = format!(
+                "UserKnownHostsFile {}\nStrictHostKeyChecking yes\nBatchMode yes\nLogLevel ERROR\n",
+                self.known_hosts().display()
+            );
+            std::fs::write(&config, options).unwrap();
+            let real = ["/usr/bin/ssh", "/bin/ssh", "/usr/local/bin/ssh"]
+                .into_iter()
+                .find(|p| Path::new(p).exists())
+                .expect("OpenSSH's ssh");
+            let script = format!("#!/bin/sh\nexec {real} -F '{}' \"$@\"\n", config.display());
+            let staged = dir.join(".ssh.tmp");
+            std::fs::write(&staged, script).unwrap();
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&staged, &wrapper).unwrap();
+        }
+        dir
     }
 
     /// A fresh client key, authorized on the sshd for an hour (as if pushed long ago).
@@ -124,10 +158,14 @@ impl Lab {
 
 /// A directory as `XDG_RUNTIME_DIR` is (the XDG spec: owned by the user, mode 0700), which eic
 /// uses for its one-time keys and push cache only when it is so.
+/// It is made in cargo's target directory, not /tmp: eic shares connections only from a
+/// directory that no one else may write to, up to the root.
 pub fn runtime_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let private = std::fs::Permissions::from_mode(0o700);
-    tempfile::Builder::new().prefix("eic-xdg").permissions(private).tempdir().unwrap()
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("eic-xdg").permissions(private);
+    builder.tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
 /// The pid of `parent`'s child whose command name is `name`.

@@ -340,6 +340,24 @@ async fn a_name_with_wildcards_matches_only_itself() {
     }
 }
 
+#[tokio::test]
+async fn ids_from_the_api_are_checked_for_their_shape() {
+    // An answer that names an instance or endpoint by something that is not an id of its kind
+    // is not trusted: 254, before any key is pushed or tunnel opened.
+    let lab = Lab::start().await;
+    lab.standin.world().instances[0].id = "i-0123456789abcdef0;x".into();
+    let out = run(&mut lab.eic(&["ssh", "--name", "web-1", "--dry-run"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(254), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("malformed id"), "{}", text(&out.stderr));
+
+    let lab = Lab::start().await;
+    lab.standin.world().endpoints[0].id = "eice-1".into();
+    let out = run(&mut lab.eic(&["ssh", "--instance-id", INSTANCE, "--dry-run"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(254), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("malformed id `eice-1`"), "{}", text(&out.stderr));
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 0);
+}
+
 // ---- Secrets ----
 
 const ACCESS_KEY: &str = "AKIDHARDENINGTEST";

@@ -29,7 +29,7 @@ mod open_tunnel_faults;
 #[cfg(unix)]
 mod picker;
 #[cfg(unix)]
-mod reuse;
+mod sharing;
 #[cfg(unix)]
 mod ssh;
 #[cfg(unix)]

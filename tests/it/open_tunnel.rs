@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    echo_back, payload, run, sha256, text, ConnectProxy, Lab, TunnelListener, ENDPOINT, INSTANCE,
-    PRIVATE_IP,
+    echo_back, eic_bin, payload, run, runtime_dir, sha256, text, ConnectProxy, Lab, TunnelListener,
+    ENDPOINT, INSTANCE, PRIVATE_IP,
 };
 use eic_standin::Faults;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -265,6 +265,171 @@ async fn listener_binds_ipv6_and_reports_the_real_port() {
     );
     let mut tcp = listener.connect().await;
     assert_eq!(echo_back(&mut tcp, b"over IPv6").await, b"over IPv6");
+}
+
+/// Every signal whose default action would end eic (SIGUSR1, SIGALRM, ...) ends the listener
+/// through its normal path, as SIGTERM does: its tunnels closed, 128 + the signal's number.
+#[tokio::test]
+async fn every_signal_that_would_end_eic_ends_the_listener_with_128_plus_n() {
+    use nix::sys::signal::{kill, Signal};
+    let lab = Lab::start_echo(Faults::default()).await;
+    let mut signals = vec![
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+        Signal::SIGVTALRM,
+        Signal::SIGPROF,
+        Signal::SIGXCPU,
+        Signal::SIGXFSZ,
+        Signal::SIGIO,
+        Signal::SIGTERM,
+    ];
+    #[cfg(target_os = "linux")]
+    signals.push(Signal::SIGPWR);
+    for signal in signals {
+        let mut listener = TunnelListener::start(&lab, &listener_args(&[])).await;
+        let mut tcp = listener.connect().await;
+        assert_eq!(echo_back(&mut tcp, b"before").await, b"before");
+        let pid = listener.child.id().expect("the listener is running");
+        kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+        let status = listener.exit(Duration::from_secs(10)).await;
+        let stderr = listener.stderr.rest().await;
+        assert_eq!(status.code(), Some(128 + signal as i32), "{signal}: {status:?}\n{stderr}");
+        let mut buf = [0u8; 16];
+        let read = timeout(Duration::from_secs(2), tcp.read(&mut buf))
+            .await
+            .expect("the local connection is closed");
+        assert!(matches!(read, Ok(0) | Err(_)), "{signal}: {read:?}");
+    }
+    #[cfg(target_os = "linux")]
+    assert_eq!(128 + Signal::SIGUSR1 as i32, 138);
+}
+
+#[tokio::test]
+async fn a_listener_off_loopback_warns_once_that_anyone_may_use_it() {
+    let lab = Lab::start_echo(Faults::default()).await;
+    let warning = |listener: &TunnelListener| {
+        listener.stderr.seen.iter().filter(|l| l.contains("warning")).cloned().collect::<Vec<_>>()
+    };
+    let mut open = TunnelListener::start(&lab, &listener_args(&["--bind", "0.0.0.0"])).await;
+    let said = warning(&open);
+    assert_eq!(said.len(), 1, "stderr:\n{}", open.stderr.text());
+    let line = &said[0];
+    let port = open.addr.port();
+    assert!(line.starts_with("eic: warning: "), "{line}");
+    assert!(line.contains(&format!("0.0.0.0:{port} is not a loopback address")), "{line}");
+    assert!(line.contains("anyone who can reach it") && line.contains("credentials"), "{line}");
+    // Said before the listener is ready, and once only.
+    assert!(open.stderr.seen.last().unwrap().starts_with("eic: listening on 0.0.0.0:"));
+    open.interrupt();
+    assert_eq!(open.exit(Duration::from_secs(5)).await.code(), Some(130));
+    assert_eq!(open.stderr.count("warning"), 1, "{}", open.stderr.text());
+
+    // Loopback, as by default: no warning.
+    for bind in [&[][..], &["--bind", "::1"]] {
+        let mut local = TunnelListener::start(&lab, &listener_args(bind)).await;
+        assert_eq!(warning(&local), Vec::<String>::new(), "{bind:?}");
+        local.interrupt();
+        local.exit(Duration::from_secs(5)).await;
+    }
+}
+
+// ---- --presigned-url-file (eic ssh's ProxyCommand) takes only a private file ----
+
+/// `eic open-tunnel --presigned-url-file FILE ...` to an endpoint at `127.0.0.1:port`, with no
+/// AWS setup (the mode needs none), run to its end.
+async fn presigned_run(file: &std::path::Path, port: u16) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(eic_bin());
+    cmd.args(["open-tunnel", "--instance-connect-endpoint-id", ENDPOINT])
+        .args(["--instance-connect-endpoint-dns-name", &format!("127.0.0.1:{port}")])
+        .args(["--private-ip-address", PRIVATE_IP, "--connect-timeout", "5"])
+        .arg("--presigned-url-file")
+        .arg(file);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key.to_ascii_lowercase().ends_with("_proxy") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("HOME", home.path()).kill_on_drop(true);
+    run(&mut cmd, LIMIT).await
+}
+
+/// A URL file as `eic ssh` writes it, with `mode`.
+fn url_file(dir: &std::path::Path, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.join("tunnel-url");
+    std::fs::write(&file, "wss://127.0.0.1/openTunnel?X-Amz-Signature=0\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    file
+}
+
+#[track_caller]
+fn assert_refused(out: &std::process::Output, file: &std::path::Path, what: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(252), "{stderr}");
+    assert!(stderr.contains(&format!("--presigned-url-file {} ", file.display())), "{stderr}");
+    assert!(stderr.contains(what), "`{what}` not in: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn a_presigned_url_file_others_may_read_is_refused_with_252() {
+    let dir = runtime_dir();
+    let file = url_file(dir.path(), 0o644);
+    let out = presigned_run(&file, 1).await;
+    assert_refused(&out, &file, "has mode 0644");
+    assert!(file.exists(), "a refused file is left alone");
+
+    let file = url_file(dir.path(), 0o620);
+    assert_refused(&presigned_run(&file, 1).await, &file, "has mode 0620");
+}
+
+#[tokio::test]
+async fn a_presigned_url_file_in_a_directory_others_may_open_is_refused_with_252() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = url_file(dir.path(), 0o600);
+    let out = presigned_run(&file, 1).await;
+    let what = format!("is in {}, which is not a directory of this user", dir.path().display());
+    assert_refused(&out, &file, &what);
+    assert!(file.exists(), "a refused file is left alone");
+}
+
+#[tokio::test]
+async fn a_presigned_url_file_that_is_a_link_is_refused_with_252() {
+    let dir = runtime_dir();
+    let target = url_file(dir.path(), 0o600);
+    let link = dir.path().join("link-to-url");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert_refused(&presigned_run(&link, 1).await, &link, "is a symbolic link");
+    assert!(target.exists() && link.exists(), "nothing is removed");
+
+    // Nor a FIFO, which eic would wait on.
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    assert_refused(&presigned_run(&fifo, 1).await, &fifo, "is not a regular file");
+}
+
+#[tokio::test]
+async fn a_private_presigned_url_file_is_read_and_removed() {
+    // The endpoint: a port that accepts, then closes, so the tunnel fails at once.
+    let endpoint = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = endpoint.local_addr().unwrap().port();
+    let closer = tokio::spawn(async move {
+        while let Ok((tcp, _)) = endpoint.accept().await {
+            drop(tcp);
+        }
+    });
+    let dir = runtime_dir();
+    let file = url_file(dir.path(), 0o600);
+    let out = presigned_run(&file, port).await;
+    closer.abort();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    assert!(!stderr.contains("--presigned-url-file"), "{stderr}");
+    assert!(!file.exists(), "the URL is read once, then removed");
 }
 
 // ---- HTTPS_PROXY and NO_PROXY ----

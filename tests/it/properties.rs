@@ -19,10 +19,6 @@ fn config() -> ProptestConfig {
     }
 }
 
-fn id_suffix() -> impl Strategy<Value = String> {
-    "[0-9a-f]{1,17}"
-}
-
 proptest! {
     #![proptest_config(config())]
 
@@ -65,7 +61,7 @@ proptest! {
 
     #[test]
     fn eice_options_shorthand_and_json_agree(
-        id in id_suffix(),
+        id in "[0-9a-f]{17}",
         dns in proptest::option::of("[a-z0-9-]{1,10}(\\.[a-z0-9-]{1,10}){0,3}"),
         duration in proptest::option::of(1u32..=3600),
     ) {
@@ -88,7 +84,7 @@ proptest! {
     #[test]
     fn out_of_range_durations_are_refused(d in prop_oneof![Just(0u64), 3601u64..u64::MAX]) {
         prop_assert!(parse_max_tunnel_duration(&d.to_string()).is_err());
-        let refused = parse_eice_options(&format!("endpointId=eice-1,maxTunnelDuration={d}")).is_err();
+        let refused = parse_eice_options(&format!("endpointId=eice-0123456789abcdef0,maxTunnelDuration={d}")).is_err();
         prop_assert!(refused);
     }
 

@@ -618,8 +618,10 @@ async fn when_ssh_stops_eic_stops_and_continues_it() {
 async fn dry_run_prints_the_plan_as_json_with_the_dual_stack_name_when_asked() {
     let lab = Lab::start_with(|mut world| {
         let endpoint = world.endpoint_mut(ENDPOINT).unwrap();
-        endpoint.dualstack =
-            Some(("eice-1.dualstack.example.com".into(), "fips.dual.example.com".into()));
+        endpoint.dualstack = Some((
+            "eice-0123456789abcdef0.dualstack.example.com".into(),
+            "fips.dual.example.com".into(),
+        ));
         world
     })
     .await;
@@ -650,5 +652,5 @@ async fn dry_run_prints_the_plan_as_json_with_the_dual_stack_name_when_asked() {
     let out = run(&mut plan(Some("true")), LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["endpoint"]["dns_name"], "eice-1.dualstack.example.com");
+    assert_eq!(json["endpoint"]["dns_name"], "eice-0123456789abcdef0.dualstack.example.com");
 }
