@@ -1,6 +1,7 @@
 //! Hardening: faults beyond the stand-in's basic knobs, hostile frame sequences, secrets, key
 //! clean-up under SIGKILL, and load. Each test is bounded in time; docs/reliability.md lists them.
 
+#[cfg(target_os = "linux")]
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 use crate::common::child_named;
 use crate::common::{run, text, Lab, TunnelListener, INSTANCE};
 use eic_standin::{Credential, Faults, World};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+#[cfg(target_os = "linux")]
+use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -360,15 +363,21 @@ async fn ids_from_the_api_are_checked_for_their_shape() {
 
 // ---- Secrets ----
 
+// The tests that look for secrets read /proc: Linux only, and so are their helpers.
+#[cfg(target_os = "linux")]
 const ACCESS_KEY: &str = "AKIDHARDENINGTEST";
+#[cfg(target_os = "linux")]
 const SECRET: &str = "hardening-secret-key-value";
+#[cfg(target_os = "linux")]
 const TOKEN: &str = "hardening-session-token-value";
 
+#[cfg(target_os = "linux")]
 fn secret_world(world: World) -> World {
     world.only_credential(Credential::new(ACCESS_KEY, SECRET).with_token(TOKEN))
 }
 
 /// No secret, and no signature value, in `text`.
+#[cfg(target_os = "linux")]
 fn assert_clean(what: &str, text: &str) {
     for secret in [SECRET, TOKEN] {
         assert!(!text.contains(secret), "{what} shows {secret}:\n{text}");

@@ -273,7 +273,7 @@ async fn listener_binds_ipv6_and_reports_the_real_port() {
 async fn every_signal_that_would_end_eic_ends_the_listener_with_128_plus_n() {
     use nix::sys::signal::{kill, Signal};
     let lab = Lab::start_echo(Faults::default()).await;
-    let mut signals = vec![
+    let signals = [
         Signal::SIGUSR1,
         Signal::SIGUSR2,
         Signal::SIGALRM,
@@ -285,7 +285,7 @@ async fn every_signal_that_would_end_eic_ends_the_listener_with_128_plus_n() {
         Signal::SIGTERM,
     ];
     #[cfg(target_os = "linux")]
-    signals.push(Signal::SIGPWR);
+    let signals = [&signals[..], &[Signal::SIGPWR]].concat();
     for signal in signals {
         let mut listener = TunnelListener::start(&lab, &listener_args(&[])).await;
         let mut tcp = listener.connect().await;
