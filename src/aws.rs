@@ -12,6 +12,7 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_credential_types::Credentials;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Filter;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::Mutex;
 
 use crate::error;
@@ -458,11 +459,22 @@ fn no_region() -> anyhow::Error {
 
 async fn provide(provider: &SharedCredentialsProvider) -> anyhow::Result<Credentials> {
     provider.provide_credentials().await.map_err(|e| {
+        tracing::debug!("loading credentials: {}", DisplayErrorContext(&e));
         error::config(format!(
             "no usable AWS credentials ({}): run `aws configure` or `aws sso login`, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile",
-            aws_smithy_types::error::display::DisplayErrorContext(e)
+            root_cause(&e)
         ))
     })
+}
+
+/// The innermost cause of an error, for one line a person can read (the SDK's whole chain,
+/// with its debug forms, goes to the --debug log).
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    error::printable(&cause.to_string())
 }
 
 /// The SDK's HTTPS client, trusting the given bundle instead of the system store.
@@ -571,8 +583,14 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     let SdkError::ServiceError(service) = &err else {
-        let err = aws_smithy_types::error::display::DisplayErrorContext(err);
-        return anyhow::anyhow!("{what} failed: {err}");
+        tracing::debug!("{what}: {}", DisplayErrorContext(&err));
+        let why = match &err {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                "could not connect to the API endpoint (check the network, HTTPS_PROXY, or --endpoint-url)"
+            }
+            _ => "no valid answer from the API endpoint (check --endpoint-url)",
+        };
+        return anyhow::anyhow!("{what} failed: {why}: {}", root_cause(&err));
     };
     let e = service.err();
     let code = e.code().unwrap_or("UnknownError");

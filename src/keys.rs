@@ -225,7 +225,7 @@ fn create_dedicated(path: &Path) -> anyhow::Result<()> {
     if write_file(path, pem.as_bytes(), 0o600, false)? {
         let public = format!("{public} eic\n");
         write_file(Path::new(&format!("{}.pub", path.display())), public.as_bytes(), 0o644, true)?;
-        eprintln!("eic: created the key {}", path.display());
+        crate::say::note(format_args!("created the key {}", path.display()));
     }
     Ok(())
 }

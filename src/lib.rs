@@ -19,6 +19,7 @@ pub mod picker;
 pub mod presign;
 pub mod push_cache;
 pub mod resolve;
+pub mod say;
 pub mod sharing;
 pub mod signals;
 pub mod ssh_argv;
@@ -28,10 +29,21 @@ use std::io::IsTerminal;
 
 use cli::{Cli, Invocation, Plan};
 
+/// An AWS variable set to nothing counts as unset, as the AWS SDKs take it (`AWS_REGION=` is
+/// no region, not the region ""). Call it first, while the process has one thread.
+pub fn forget_empty_aws_variables() {
+    for (name, value) in std::env::vars_os() {
+        if value.is_empty() && name.to_str().is_some_and(|n| n.starts_with("AWS_")) {
+            std::env::remove_var(name);
+        }
+    }
+}
+
 /// Runs a parsed command line and returns the process's exit status.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let Invocation { settings, debug, plan } = cli.into_plan(std::io::stdin().is_terminal())?;
     init_logging(debug);
+    say::set_debug(debug);
     install_default_crypto();
     let runtime = match plan {
         // The listener serves its tunnels on both cores.

@@ -5,11 +5,12 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() {
+    eic::forget_empty_aws_variables();
     let code = match eic::cli::Cli::try_parse() {
         Ok(cli) => match eic::run(cli) {
             Ok(code) => code,
             Err(err) => {
-                eprintln!("eic: error: {err:#}");
+                eic::say::error(&err);
                 eic::error::exit_code(&err)
             }
         },
@@ -21,7 +22,7 @@ fn main() {
             // A bad value: one line naming the option and the expected form.
             ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
                 let rendered = err.render().to_string();
-                eprintln!("eic: {}", rendered.lines().next().unwrap_or_default());
+                eic::say::note(rendered.lines().next().unwrap_or_default());
                 eic::error::USAGE
             }
             _ => {

@@ -36,7 +36,7 @@ where
     let mut file = match locked.await {
         Ok(file) => file,
         Err(e) => {
-            eprintln!("eic: warning: pushing the key without the push cache: {e:#}");
+            crate::say::warn(format_args!("pushing the key without the push cache: {e:#}"));
             push().await?;
             return Ok(true);
         }
@@ -51,7 +51,7 @@ where
     push().await?;
     let recorded = file.set_len(0).and_then(|()| file.seek(SeekFrom::Start(0)));
     if let Err(e) = recorded.and_then(|_| writeln!(file, "{now}")) {
-        eprintln!("eic: warning: cannot record the push in the push cache: {e}");
+        crate::say::warn(format_args!("cannot record the push in the push cache: {e}"));
     }
     Ok(true)
 }

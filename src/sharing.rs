@@ -79,7 +79,7 @@ impl Shared {
         let dir = match keys::private_dir() {
             Ok(dir) => dir,
             Err(e) => {
-                eprintln!("eic: warning: not sharing the connection: {e:#}");
+                crate::say::warn(format_args!("not sharing the connection: {e:#}"));
                 return None;
             }
         };
@@ -136,10 +136,10 @@ impl Shared {
             lock = &mut lock => return lock,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        eprintln!(
-            "eic: waiting for another eic ssh to open the shared connection to {}",
+        crate::say::note(format_args!(
+            "waiting for another eic ssh to open the shared connection to {}",
             self.instance_id
-        );
+        ));
         lock.await
     }
 }

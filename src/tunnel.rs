@@ -329,10 +329,9 @@ impl Opener {
             match self.open_within(left.max(Duration::from_millis(100))).await {
                 Err(e) if error::is_busy(&e) && Instant::now() + pause / 2 < deadline => {
                     if !said {
-                        eprintln!(
-                            "eic: the endpoint {} has no free tunnel (it allows 20 at once): waiting up to {} s for one",
+                        crate::say::note(format_args!("the endpoint {} has no free tunnel (it allows 20 at once): waiting up to {} s for one",
                             self.target.endpoint_id,
-                            self.timeout.as_secs()
+                            self.timeout.as_secs())
                         );
                         said = true;
                     }
@@ -366,7 +365,7 @@ impl Opener {
         };
         match result {
             Ok(()) if at_limit => {
-                eprintln!("eic: {}", reached());
+                crate::say::note(format_args!("{}", reached()));
                 Ok(())
             }
             Err(e) if at_limit && e.is::<Closed>() => Err(e.context(reached())),

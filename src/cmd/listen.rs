@@ -37,15 +37,14 @@ pub async fn run(settings: &Settings, plan: ListenPlan) -> anyhow::Result<i32> {
     // Each connection opens a tunnel signed with this user's credentials, asking nothing of
     // whoever connects: off loopback, that is anyone on the network.
     if !local.ip().to_canonical().is_loopback() {
-        eprintln!(
-            "eic: warning: {local} is not a loopback address: anyone who can reach it opens tunnels to {}:{} with your AWS credentials (--bind 127.0.0.1 keeps it to this machine)",
+        crate::say::warn(format_args!("{local} is not a loopback address: anyone who can reach it opens tunnels to {}:{} with your AWS credentials (--bind 127.0.0.1 keeps it to this machine)",
             target.private_ip, target.remote_port
-        );
+        ));
     }
-    eprintln!(
-        "eic: listening on {local}, tunnelling to {}:{} through {} (Ctrl-C to stop)",
+    crate::say::note(format_args!(
+        "listening on {local}, tunnelling to {}:{} through {} (Ctrl-C to stop)",
         target.private_ip, target.remote_port, target.endpoint_id
-    );
+    ));
 
     let limit = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -57,13 +56,13 @@ pub async fn run(settings: &Settings, plan: ListenPlan) -> anyhow::Result<i32> {
                 let (socket, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
-                        eprintln!("eic: accept failed: {e}");
+                        crate::say::note(format_args!("accept failed: {e}"));
                         continue;
                     }
                 };
                 next_id += 1;
                 let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    eprintln!("eic: [{next_id}] refused {peer}: {max} tunnels already open (--max-websocket-connections)");
+                    crate::say::note(format_args!("[{next_id}] refused {peer}: {max} tunnels already open (--max-websocket-connections)"));
                     continue;
                 };
                 let opener = opener.clone();
@@ -84,7 +83,7 @@ pub async fn run(settings: &Settings, plan: ListenPlan) -> anyhow::Result<i32> {
     let drained =
         tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        eprintln!("eic: some tunnels did not close within {} s", DRAIN.as_secs());
+        crate::say::note(format_args!("some tunnels did not close within {} s", DRAIN.as_secs()));
     }
     Ok(signal.exit_code())
 }
@@ -107,15 +106,18 @@ async fn serve(
     let tunnel = match tunnel {
         Ok(tunnel) => tunnel,
         Err(e) if crate::error::is_busy(&e) => {
-            eprintln!("eic: [{id}] {peer}: {e:#} (this listener has {} tunnels open)", open() - 1);
+            crate::say::note(format_args!(
+                "[{id}] {peer}: {e:#} (this listener has {} tunnels open)",
+                open() - 1
+            ));
             return;
         }
         Err(e) => {
-            eprintln!("eic: [{id}] {peer}: {e:#}");
+            crate::say::note(format_args!("[{id}] {peer}: {e:#}"));
             return;
         }
     };
-    eprintln!("eic: [{id}] {peer}: tunnel opened");
+    crate::say::note(format_args!("[{id}] {peer}: tunnel opened"));
     let (read, write) = local::tcp(socket);
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -124,9 +126,10 @@ async fn serve(
     // Free the slot before saying so: once the `closed` line is out, a new connection is served.
     drop(permit);
     match opener.explain_end(result, started) {
-        Ok(()) => {
-            eprintln!("eic: [{id}] {peer}: closed after {:.1} s", started.elapsed().as_secs_f64())
-        }
-        Err(e) => eprintln!("eic: [{id}] {peer}: closed: {e:#}"),
+        Ok(()) => crate::say::note(format_args!(
+            "[{id}] {peer}: closed after {:.1} s",
+            started.elapsed().as_secs_f64()
+        )),
+        Err(e) => crate::say::note(format_args!("[{id}] {peer}: closed: {e:#}")),
     }
 }

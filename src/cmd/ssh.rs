@@ -63,11 +63,11 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     let claim = match shared {
         Some(shared) if plan.stop => {
             let stopped = shared.stop(&ssh);
-            eprintln!(
-                "eic: {} shared connection to {}",
+            crate::say::note(format_args!(
+                "{} shared connection to {}",
                 if stopped { "ended the" } else { "there was no" },
                 shared.instance_id
-            );
+            ));
             return Ok(0);
         }
         Some(shared) => tokio::select! {

@@ -33,26 +33,31 @@ pub fn run(install_it: bool, force: bool) -> anyhow::Result<i32> {
                 "{what}\nleave those hosts to your config, or install anyway with --force"
             )));
         }
-        eprintln!("eic: warning: {what}");
+        crate::say::warn(format_args!("{what}"));
     }
     let done = install(&ssh_dir, &block)?;
     match (done.block_written, done.include_added) {
-        (false, false) => {
-            eprintln!("eic: already installed: {} includes {}", config.display(), ours.display())
-        }
+        (false, false) => crate::say::note(format_args!(
+            "already installed: {} includes {}",
+            config.display(),
+            ours.display()
+        )),
         (written, added) => {
             if written {
-                eprintln!("eic: wrote {}", ours.display());
+                crate::say::note(format_args!("wrote {}", ours.display()));
             }
             if added {
-                eprintln!("eic: added an Include line at the top of {}", config.display());
+                crate::say::note(format_args!(
+                    "added an Include line at the top of {}",
+                    config.display()
+                ));
             }
             if let Some(backup) = &done.backup {
-                eprintln!(
-                    "eic: the previous {} is saved as {}",
+                crate::say::note(format_args!(
+                    "the previous {} is saved as {}",
                     config.display(),
                     backup.display()
-                );
+                ));
             }
         }
     }
@@ -172,7 +177,10 @@ const PROBES: [&str; 2] = ["i-0123456789abcdef0", "web.eic"];
 fn overridden(config: &Path, include: &str) -> anyhow::Result<Vec<String>> {
     let Ok(text) = fs::read_to_string(config) else { return Ok(Vec::new()) };
     let Some(ssh) = crate::ssh_argv::find_ssh() else {
-        eprintln!("eic: warning: ssh not found: cannot check what {} sets", config.display());
+        crate::say::warn(format_args!(
+            "ssh not found: cannot check what {} sets",
+            config.display()
+        ));
         return Ok(Vec::new());
     };
     // Evaluated as if eic's Include were not there (blanked: the line numbers stay).
@@ -196,7 +204,7 @@ fn overridden(config: &Path, include: &str) -> anyhow::Result<Vec<String>> {
         let (mine, log) = match settings(&copy, probe) {
             Ok(read) => read,
             Err(e) => {
-                eprintln!("eic: warning: cannot check what {} sets: {e}", config.display());
+                crate::say::warn(format_args!("cannot check what {} sets: {e}", config.display()));
                 return Ok(Vec::new());
             }
         };

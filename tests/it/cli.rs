@@ -310,3 +310,53 @@ fn open_tunnel_from_a_terminal_needs_a_local_port() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("--local-port is required when stdin is a terminal"), "{said}");
 }
+
+/// `eic ARGS` with exactly `vars` of AWS's (nothing of this machine's), no profile files and
+/// no IMDS.
+fn eic_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eic"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key.to_ascii_lowercase().ends_with("_proxy") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("AWS_CONFIG_FILE", "/nonexistent/config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(vars.iter().copied())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("eic runs")
+}
+
+#[test]
+fn a_new_user_gets_errors_to_act_on_not_debug_dumps() {
+    let ssh = ["ssh", "--no-reuse", "--instance-id", "i-0123456789abcdef0", "--dry-run"];
+    let keys = [("AWS_ACCESS_KEY_ID", "AKIDCLITEST"), ("AWS_SECRET_ACCESS_KEY", "secret")];
+    // (what, environment, exit code, what the message says)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, i32, &'a str);
+    let cases: [Case; 4] = [
+        ("no credentials", vec![("AWS_REGION", "us-east-1")], 253, "no AWS credentials configured"),
+        ("an empty AWS_REGION", [&keys[..], &[("AWS_REGION", "")]].concat(), 253, "no AWS region"),
+        ("no region at all", keys.to_vec(), 253, "no AWS region"),
+        (
+            "the API unreachable",
+            [&keys[..], &[("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9")]]
+                .concat(),
+            255,
+            "could not connect to the API endpoint",
+        ),
+    ];
+    for (what, vars, code, says) in cases {
+        let out = eic_with(&ssh, &vars);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{what}: {stderr}");
+        assert!(stderr.contains(says), "{what}: {stderr}");
+        assert!(stderr.lines().count() <= 2, "{what}: more than two lines:\n{stderr}");
+        for dump in ["{ ", "DispatchFailure", "ConnectorError", "CredentialsNotLoaded", "Some("] {
+            assert!(!stderr.contains(dump), "{what}: a debug form ({dump}):\n{stderr}");
+        }
+        assert!(stderr.starts_with("eic: error: "), "{what}: {stderr}");
+    }
+}
