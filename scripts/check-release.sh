@@ -58,9 +58,10 @@ cleanup() {
 trap cleanup EXIT
 
 step "1. dist build --artifacts=all --target $target"
-rm -rf "$targets/distrib"
+# dist writes to the workspace's target/distrib, whatever CARGO_TARGET_DIR says.
+distrib=target/distrib
+rm -rf "$distrib"
 dist build --artifacts=all --target "$target" > "$work/dist.out"
-distrib="$targets/distrib"
 archive="eic-$target.tar.xz"
 for f in "$archive" "$archive.sha256" eic-installer.sh sha256.sum; do
   [ -f "$distrib/$f" ] || fail "dist wrote no $f: $(ls "$distrib")"
