@@ -17,6 +17,7 @@ pub mod keys;
 pub mod local;
 pub mod picker;
 pub mod presign;
+pub mod private;
 pub mod push_cache;
 pub mod resolve;
 pub mod say;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::keys;
+use crate::private;
 
 /// Pushed keys are valid for 60 s; a push younger than this is reused, leaving time to log in.
 pub const FRESH_FOR: Duration = Duration::from_secs(40);
@@ -31,8 +31,8 @@ where
 {
     let digest = Sha256::digest(format!("{who}\0{instance}\0{user}\0{public_key}"));
     let name = data_encoding::HEXLOWER.encode(&digest[..16]);
-    let path = keys::private_dir().map(|dir| dir.join(name));
-    let locked = async { keys::lock_file(&path?).await };
+    let path = private::private_dir().map(|dir| dir.join(name));
+    let locked = async { private::lock_file(&path?).await };
     let mut file = match locked.await {
         Ok(file) => file,
         Err(e) => {

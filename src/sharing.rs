@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use crate::aws::Configured;
-use crate::keys;
+use crate::private;
 use crate::resolve::Via;
 use crate::ssh_argv::{self, config_path};
 
@@ -76,7 +76,7 @@ impl Shared {
     /// (with one warning) when that directory is not private, and when the socket's path would
     /// be too long (at most about 100 bytes, and ssh adds 17 while it binds).
     pub fn find(binding: &Binding) -> Option<Shared> {
-        let dir = match keys::private_dir() {
+        let dir = match private::private_dir() {
             Ok(dir) => dir,
             Err(e) => {
                 crate::say::warn(format_args!("not sharing the connection: {e:#}"));
@@ -123,14 +123,14 @@ impl Shared {
         // The start is recorded before the master connects: a little early, never late.
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
         let until = now + self.lifetime;
-        keys::write_file(&record, until.as_secs().to_string().as_bytes(), 0o600, true)?;
+        private::write_file(&record, until.as_secs().to_string().as_bytes(), 0o600, true)?;
         Ok(Claim::Start(Starting { socket: self.socket, lock }))
     }
 
     /// The lock, waited for while another eic starts this master (said after a second).
     async fn lock(&self) -> anyhow::Result<File> {
         let path = self.socket.with_extension("lock");
-        let lock = keys::lock_file(&path);
+        let lock = private::lock_file(&path);
         tokio::pin!(lock);
         tokio::select! {
             lock = &mut lock => return lock,

@@ -48,7 +48,7 @@ fn read_private(path: &Path) -> anyhow::Result<String> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    if !crate::keys::is_private_dir(dir) {
+    if !crate::private::is_private_dir(dir) {
         let what = format!(
             "is in {}, which is not a directory of this user with mode 0700",
             dir.display()
@@ -68,7 +68,7 @@ fn read_private(path: &Path) -> anyhow::Result<String> {
 
 #[cfg(windows)]
 fn read_private(path: &Path) -> anyhow::Result<String> {
-    // The directory's ACL grants this user alone (keys::scratch_dir); Windows has no modes.
+    // The directory's ACL grants this user alone (private::scratch_dir); Windows has no modes.
     std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the presigned URL {}", path.display()))
 }

@@ -12,6 +12,7 @@ use crate::cli::{Output, SshPlan};
 use crate::error;
 use crate::keys;
 use crate::presign::{self, TunnelTarget};
+use crate::private;
 use crate::resolve::{self, InstanceRef, Route, Via};
 use crate::sharing::{Binding, Claim, Shared};
 use crate::signals::{self, Signals};
@@ -142,7 +143,7 @@ async fn prepare(
     ssh: PathBuf,
     master: Option<Master>,
 ) -> anyhow::Result<Prepared> {
-    let scratch = keys::scratch_dir()?;
+    let scratch = private::scratch_dir()?;
     let key = keys::load(&plan.key, scratch.path())?;
     // Whatever of the configuration is loaded already is used.
     let aws = match (aws, config) {
@@ -216,7 +217,7 @@ async fn prepare(
     if let Some(proxy) = proxy.as_ref().filter(|_| !plan.dry_run) {
         let credentials = aws.signing.credentials().await?;
         let url = presign::presign(&proxy.target, &credentials, &aws.region, SystemTime::now())?;
-        keys::write_file(&proxy.url_file, url.as_bytes(), 0o600, false)?;
+        private::write_file(&proxy.url_file, url.as_bytes(), 0o600, false)?;
     }
 
     let command = SshCommand {

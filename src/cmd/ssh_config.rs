@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::error;
-use crate::keys::{self, write_file};
+use crate::keys;
+use crate::private;
+use crate::private::write_file;
 use crate::ssh_argv::{config_path, config_quote, proxy_command_line};
 
 pub fn run(install_it: bool, force: bool) -> anyhow::Result<i32> {
@@ -110,7 +112,7 @@ pub struct Installed {
 pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
     let mut done = Installed::default();
     if !ssh_dir.exists() {
-        keys::create_private_dir(ssh_dir)?;
+        private::create_private_dir(ssh_dir)?;
     }
     let ours = ssh_dir.join("eic_config");
     if fs::read_to_string(&ours).ok().as_deref() != Some(block) {
@@ -135,7 +137,7 @@ pub fn install(ssh_dir: &Path, block: &str) -> anyhow::Result<Installed> {
     };
     let present = existing.as_deref().is_some_and(|text| text.lines().any(|l| l.trim() == include));
     if !present {
-        let mode = keys::mode(&config).unwrap_or(0o600);
+        let mode = private::mode(&config).unwrap_or(0o600);
         if let Some(text) = &existing {
             done.backup = Some(backup(ssh_dir, text)?);
         }

@@ -58,3 +58,32 @@ fn layers_never_import_the_cli_or_a_command_and_have_no_cycle() {
     }
     assert!(left.is_empty(), "an import cycle among {:?}", left.keys());
 }
+
+#[test]
+fn only_say_writes_to_stderr_and_bottom_layers_stay_at_the_bottom() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = std::fs::read_dir(&src)
+        .unwrap()
+        .chain(std::fs::read_dir(src.join("cmd")).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"));
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        // What eic tells the user goes through one funnel, which owns the `eic: ` prefix.
+        if name != "say.rs" {
+            assert!(!text.contains("eprintln!") && !text.contains("eprint!"), "{name} prints");
+        }
+        // stdout is the SSH stream in proxy mode: only commands write to it.
+        if path.parent() == Some(src.as_path()) {
+            let stdout = text.matches("println!(").count() - text.matches("eprintln!(").count();
+            assert_eq!(stdout, 0, "{name} writes to stdout");
+        }
+    }
+    // The bottom: error codes, the funnel and private files import no other layer but these.
+    let layers = modules(&src);
+    for (bottom, allowed) in [("error", &[][..]), ("say", &[][..]), ("private", &["error"][..])] {
+        let uses = &layers[bottom];
+        assert!(uses.iter().all(|u| allowed.contains(&u.as_str())), "{bottom} imports {uses:?}");
+    }
+}
