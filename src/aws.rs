@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::error;
 
-/// Endpoint states in which the service accepts tunnels.
+/// Endpoint states in which the service accepts tunnels ([`Endpoint::usable`]).
 pub const USABLE_ENDPOINT_STATES: [&str; 4] =
     ["create-complete", "update-in-progress", "update-complete", "update-failed"];
 
@@ -325,13 +325,18 @@ impl Aws {
                 request.filters(filter("tag-key", "Name")).filters(running),
                 format!("Name={name}"),
             ),
-            Instances::Running(None) => (request.filters(running), "the running ones".into()),
-            Instances::Running(Some((key, value))) => {
+            Instances::Running { filter: None, .. } => {
+                (request.filters(running), "the running ones".into())
+            }
+            Instances::Running { filter: Some((key, value)), .. } => {
                 (request.filters(filter(key, value)).filters(running), format!("{key}={value}"))
             }
         };
         // The picker needs no more than it can show: a few pages at most.
-        let most = if matches!(which, Instances::Running(_)) { PICKER_MOST } else { usize::MAX };
+        let most = match which {
+            Instances::Running { most, .. } => most,
+            _ => usize::MAX,
+        };
         let mut pages = request.into_paginator().items().send();
         let mut found = Vec::new();
         while let Some(reservation) = pages.next().await.filter(|_| found.len() <= most) {
@@ -444,12 +449,12 @@ pub enum Instances<'a> {
     /// The running instances with any Name tag, to compare with this one.
     AnyNamed(&'a str),
     /// Running instances, all or those matching a filter (`instance-id` or `tag:Name`, with
-    /// EC2's wildcards), up to [`PICKER_MOST`] and one more (so that there are more is seen).
-    Running(Option<(&'a str, &'a str)>),
+    /// EC2's wildcards), up to `most` and the rest of that page (so that more are seen).
+    Running {
+        filter: Option<(&'a str, &'a str)>,
+        most: usize,
+    },
 }
-
-/// At most this many instances are listed for the picker.
-pub const PICKER_MOST: usize = 1000;
 
 fn no_region() -> anyhow::Error {
     error::config(
@@ -555,6 +560,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Whether the service accepts tunnels through it in its state.
+    pub fn usable(&self) -> bool {
+        USABLE_ENDPOINT_STATES.contains(&self.state.as_str())
+    }
+
     fn from_sdk(e: &aws_sdk_ec2::types::Ec2InstanceConnectEndpoint) -> Endpoint {
         let dualstack = e.public_dns_names().and_then(|n| n.dualstack());
         Endpoint {

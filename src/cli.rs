@@ -11,8 +11,8 @@ use serde::Deserialize;
 use crate::aws::Settings;
 use crate::error::usage;
 use crate::keys::KeySource;
-use crate::presign::{DnsName, TunnelTarget};
 use crate::resolve::{GivenEndpoint, InstanceRef, TunnelTo, Via};
+use crate::target::{ChosenEndpoint, DnsName, TunnelTarget};
 
 pub(crate) const SSH_EXAMPLES: &str = "\
 Examples:
@@ -287,13 +287,21 @@ pub struct TunnelArgs {
     pub detach_stderr: bool,
 }
 
-/// `--eice-options`, in the AWS CLI's shorthand or JSON form.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// `--eice-options`, in the AWS CLI's shorthand or JSON form, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EiceOptions {
     pub endpoint_id: Option<String>,
-    pub dns_name: Option<String>,
+    pub dns_name: Option<DnsName>,
     pub max_tunnel_duration: Option<u32>,
+}
+
+/// `--eice-options` as written, before its values are checked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EiceOptionsText {
+    endpoint_id: Option<String>,
+    dns_name: Option<String>,
+    max_tunnel_duration: Option<u32>,
 }
 
 /// A command line, checked: what to run, with what AWS settings.
@@ -423,7 +431,7 @@ impl SshArgs {
             // Any --eice-options means the endpoint, as in the AWS CLI.
             (ConnectionType::Eice | ConnectionType::Auto, eice, ip) => {
                 let eice = eice.unwrap_or_default();
-                let dns_name = eice.dns_name.map(|d| d.parse()).transpose().map_err(usage)?;
+                let dns_name = eice.dns_name;
                 Via::Eice {
                     ip,
                     endpoint: eice.endpoint_id.map(|id| GivenEndpoint { id, dns_name }),
@@ -480,13 +488,8 @@ impl TunnelArgs {
             };
             let remote_port = self.remote_port;
             let max_tunnel_duration = self.max_tunnel_duration;
-            let target = TunnelTarget {
-                dns_name,
-                endpoint_id,
-                private_ip,
-                remote_port,
-                max_tunnel_duration,
-            };
+            let endpoint = ChosenEndpoint { id: endpoint_id, dns_name };
+            let target = TunnelTarget::new(endpoint, private_ip, remote_port, max_tunnel_duration);
             let detach_stderr = self.detach_stderr;
             let plan = PresignedPlan { target, url_file, connect_timeout, detach_stderr };
             return Ok(Plan::Presigned(plan));
@@ -670,11 +673,11 @@ pub fn parse_eice_options(value: &str) -> Result<EiceOptions, String> {
         None => value,
     };
     let options = if value.trim_start().starts_with('{') {
-        serde_json::from_str::<EiceOptions>(value).map_err(|e| {
+        serde_json::from_str::<EiceOptionsText>(value).map_err(|e| {
             format!("invalid JSON ({e}); keys are endpointId, dnsName and maxTunnelDuration")
         })?
     } else {
-        let mut options = EiceOptions::default();
+        let mut options = EiceOptionsText::default();
         for pair in value.split(',').filter(|p| !p.is_empty()) {
             let (key, val) =
                 pair.split_once('=').ok_or_else(|| format!("expected key=value, got `{pair}`"))?;
@@ -699,17 +702,17 @@ pub fn parse_eice_options(value: &str) -> Result<EiceOptions, String> {
     if let Some(id) = &options.endpoint_id {
         parse_endpoint_id(id).map_err(|e| format!("endpointId: {e}"))?;
     }
-    if let Some(dns) = &options.dns_name {
-        if options.endpoint_id.is_none() {
-            return Err("dnsName needs endpointId".to_string());
-        }
-        parse_dns_name(dns).map_err(|e| format!("dnsName: {e}"))?;
+    if options.dns_name.is_some() && options.endpoint_id.is_none() {
+        return Err("dnsName needs endpointId".to_string());
     }
+    let dns_name = options.dns_name.as_deref().map(parse_dns_name).transpose();
+    let dns_name = dns_name.map_err(|e| format!("dnsName: {e}"))?;
     if let Some(secs) = options.max_tunnel_duration {
         parse_max_tunnel_duration(&secs.to_string())
             .map_err(|e| format!("maxTunnelDuration: {e}"))?;
     }
-    Ok(EiceOptions { dns_name: options.dns_name.map(|d| d.to_ascii_lowercase()), ..options })
+    let EiceOptionsText { endpoint_id, max_tunnel_duration, .. } = options;
+    Ok(EiceOptions { endpoint_id, dns_name, max_tunnel_duration })
 }
 
 /// The subcommands with a page of their own (`eic-ssh(1)`), as the main page lists them.
@@ -786,7 +789,8 @@ mod tests {
             endpoint_id: Some("eice-0123456789abcdef0".into()),
             dns_name: Some(
                 "eice-0123456789abcdef0.abc.ec2-instance-connect-endpoint.us-east-1.amazonaws.com"
-                    .into(),
+                    .parse()
+                    .unwrap(),
             ),
             max_tunnel_duration: Some(600),
         };

@@ -24,6 +24,7 @@ pub mod say;
 pub mod sharing;
 pub mod signals;
 pub mod ssh_argv;
+pub mod target;
 pub mod tunnel;
 
 use std::io::IsTerminal;

@@ -5,7 +5,10 @@
 
 use std::fmt;
 
-use crate::aws::{Aws, Instance, Instances, PICKER_MOST, USABLE_ENDPOINT_STATES};
+use crate::aws::{Aws, Instance, Instances};
+
+/// At most this many instances are listed to pick from.
+const PICKER_MOST: usize = 1000;
 use crate::error;
 
 /// One line of the list.
@@ -30,8 +33,10 @@ impl fmt::Display for Choice {
 
 /// Lets the user choose a running instance. Esc or Ctrl-C ends eic (130).
 pub async fn pick(aws: &Aws) -> anyhow::Result<Instance> {
-    let (found, endpoints) =
-        tokio::join!(aws.instances(Instances::Running(None)), aws.endpoints(None));
+    let (found, endpoints) = tokio::join!(
+        aws.instances(Instances::Running { filter: None, most: PICKER_MOST }),
+        aws.endpoints(None)
+    );
     let mut found = found?;
     if found.len() > PICKER_MOST {
         // A large account: the server filters first, by id or by Name.
@@ -42,7 +47,12 @@ pub async fn pick(aws: &Aws) -> anyhow::Result<Instance> {
         } else {
             ("tag:Name", format!("*{text}*"))
         };
-        found = aws.instances(Instances::Running(Some((filter.0, &filter.1)))).await?;
+        found = aws
+            .instances(Instances::Running {
+                filter: Some((filter.0, &filter.1)),
+                most: PICKER_MOST,
+            })
+            .await?;
     }
     if found.is_empty() {
         return Err(error::usage(format!(
@@ -50,11 +60,8 @@ pub async fn pick(aws: &Aws) -> anyhow::Result<Instance> {
             aws.region
         )));
     }
-    let vpcs: Vec<String> = endpoints?
-        .into_iter()
-        .filter(|e| USABLE_ENDPOINT_STATES.contains(&e.state.as_str()))
-        .filter_map(|e| e.vpc_id)
-        .collect();
+    let vpcs: Vec<String> =
+        endpoints?.into_iter().filter(|e| e.usable()).filter_map(|e| e.vpc_id).collect();
     found.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
     let name_width = found.iter().map(|i| i.name.as_deref().map_or(1, |n| n.chars().count())).max();
     let choices: Vec<Choice> = found

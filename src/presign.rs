@@ -4,9 +4,6 @@
 //! query signing for service `ec2-instance-connect`, 60 s expiry, only `host` signed, the
 //! SHA-256 of the empty payload, and the query parameters in botocore's order.
 
-use std::fmt;
-use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -16,71 +13,12 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use crate::target::TunnelTarget;
+
 /// The SigV4 signing name of the EC2 Instance Connect Endpoint service.
 pub const SIGNING_NAME: &str = "ec2-instance-connect";
 /// How long a presigned URL stays valid, as the AWS CLI signs it.
 pub const EXPIRES_IN: Duration = Duration::from_secs(60);
-
-/// An endpoint's DNS name, lower-cased, with an optional `:port` (the stand-in has one). Checked
-/// once where it enters eic, from the command line or an API answer: it goes into a URL, the
-/// TLS server name and a CONNECT request line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsName(String);
-
-impl DnsName {
-    /// The name as signed for the `host` header: `host[:port]`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The host to connect to, and its port (443 unless one is given).
-    pub fn host_port(&self) -> (&str, u16) {
-        match self.0.split_once(':') {
-            Some((host, port)) => (host, port.parse().unwrap_or(443)),
-            None => (&self.0, 443),
-        }
-    }
-}
-
-impl FromStr for DnsName {
-    type Err = String;
-
-    /// Letters, digits, `.` and `-`, with an optional `:port`.
-    fn from_str(value: &str) -> Result<DnsName, String> {
-        const EXPECTED: &str =
-            "expected a DNS name of letters, digits, '.' and '-', with an optional :port";
-        let (host, port) = match value.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (value, None),
-        };
-        let host_ok = !host.is_empty()
-            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-        let port_ok = port.is_none_or(|p| {
-            p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|p| p > 0)
-        });
-        if !host_ok || !port_ok {
-            return Err(EXPECTED.to_string());
-        }
-        Ok(DnsName(value.to_ascii_lowercase()))
-    }
-}
-
-impl fmt::Display for DnsName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What one tunnel connects to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TunnelTarget {
-    /// The endpoint's DNS name, signed as the `host` header.
-    pub dns_name: DnsName,
-    pub endpoint_id: String,
-    pub private_ip: IpAddr,
-    pub remote_port: u16,
-    pub max_tunnel_duration: Option<u32>,
-}
 
 /// Returns the `wss://` URL that opens a tunnel to `target`, signed at `time`.
 pub fn presign(

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use crate::aws::{Aws, Endpoint, Instance, Instances, USABLE_ENDPOINT_STATES};
 use crate::error;
-use crate::presign::{DnsName, TunnelTarget};
+use crate::target::{ChosenEndpoint, DnsName, TunnelTarget};
 
 /// How the user named the instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,8 +182,8 @@ fn instance_table(instances: &[Instance]) -> String {
 /// lookup runs at the same time as DescribeInstances (one round trip instead of two).
 #[derive(Debug)]
 pub enum Endpoints {
-    /// The endpoint the user named: its id and the DNS name to connect to.
-    Chosen(String, DnsName),
+    /// The endpoint the user named.
+    Chosen(ChosenEndpoint),
     /// The region's endpoints in a usable state, to pick from by the instance's subnet and VPC.
     Usable(Vec<Endpoint>),
 }
@@ -192,13 +192,10 @@ pub enum Endpoints {
 /// can be spawned next to the instance lookup.
 pub async fn endpoints(aws: Aws, given: Option<GivenEndpoint>) -> anyhow::Result<Endpoints> {
     Ok(match given {
-        Some(given) => {
-            let (id, dns_name) = given_endpoint(&aws, given).await?;
-            Endpoints::Chosen(id, dns_name)
-        }
+        Some(given) => Endpoints::Chosen(given_endpoint(&aws, given).await?),
         None => {
             let mut usable = aws.endpoints(None).await?;
-            usable.retain(|e| USABLE_ENDPOINT_STATES.contains(&e.state.as_str()));
+            usable.retain(Endpoint::usable);
             Endpoints::Usable(usable)
         }
     })
@@ -207,22 +204,22 @@ pub async fn endpoints(aws: Aws, given: Option<GivenEndpoint>) -> anyhow::Result
 impl Endpoints {
     /// The endpoint id and DNS name to tunnel through: the one named, or the one in the
     /// instance's subnet, else the first in its VPC.
-    pub fn choose(self, instance: &Instance, aws: &Aws) -> anyhow::Result<(String, DnsName)> {
+    pub fn choose(self, instance: &Instance, aws: &Aws) -> anyhow::Result<ChosenEndpoint> {
         match self {
-            Endpoints::Chosen(id, dns_name) => Ok((id, dns_name)),
+            Endpoints::Chosen(chosen) => Ok(chosen),
             Endpoints::Usable(endpoints) => {
                 let endpoint = pick_endpoint(endpoints, instance, &aws.region)?;
                 let dns_name = dns_name(&endpoint, aws)?;
-                Ok((endpoint.id, dns_name))
+                Ok(ChosenEndpoint { id: endpoint.id, dns_name })
             }
         }
     }
 }
 
 /// The named endpoint's id and DNS name: as given, else looked up by id.
-async fn given_endpoint(aws: &Aws, given: GivenEndpoint) -> anyhow::Result<(String, DnsName)> {
+async fn given_endpoint(aws: &Aws, given: GivenEndpoint) -> anyhow::Result<ChosenEndpoint> {
     match given.dns_name {
-        Some(dns_name) => Ok((given.id, dns_name)),
+        Some(dns_name) => Ok(ChosenEndpoint { id: given.id, dns_name }),
         None => {
             let id = &given.id;
             let found = aws.endpoints(Some(id)).await?;
@@ -231,14 +228,14 @@ async fn given_endpoint(aws: &Aws, given: GivenEndpoint) -> anyhow::Result<(Stri
                     "the endpoint {id} was not found: check the id and the region (aws ec2 describe-instance-connect-endpoints)"
                 ))
             })?;
-            if !USABLE_ENDPOINT_STATES.contains(&endpoint.state.as_str()) {
+            if !endpoint.usable() {
                 return Err(error::usage(format!(
                     "the endpoint {id} is in state {}, which accepts no tunnels (usable: {})",
                     endpoint.state,
                     USABLE_ENDPOINT_STATES.join(", ")
                 )));
             }
-            Ok((endpoint.id.clone(), dns_name(&endpoint, aws)?))
+            Ok(ChosenEndpoint { dns_name: dns_name(&endpoint, aws)?, id: endpoint.id })
         }
     }
 }
@@ -307,12 +304,12 @@ pub async fn instance_and_endpoint(
     aws: &Aws,
     which: &InstanceRef,
     given: Option<GivenEndpoint>,
-) -> anyhow::Result<(Instance, String, DnsName)> {
+) -> anyhow::Result<(Instance, ChosenEndpoint)> {
     let (instance, endpoints) = tokio::join!(instance(aws, which), endpoints(aws.clone(), given));
     // The instance's error comes first: a stopped or missing instance is named as such.
     let instance = instance?;
-    let (id, dns_name) = endpoints?.choose(&instance, aws)?;
-    Ok((instance, id, dns_name))
+    let endpoint = endpoints?.choose(&instance, aws)?;
+    Ok((instance, endpoint))
 }
 
 /// What `open-tunnel` connects to.
@@ -322,17 +319,30 @@ pub async fn tunnel(
     remote_port: u16,
     max_tunnel_duration: Option<u32>,
 ) -> anyhow::Result<TunnelTarget> {
-    let (endpoint_id, dns_name, private_ip) = match to {
+    match to {
         TunnelTo::Address { ip, endpoint } => {
-            let (id, dns_name) = given_endpoint(aws, endpoint).await?;
-            (id, dns_name, ip)
+            let endpoint = given_endpoint(aws, endpoint).await?;
+            Ok(TunnelTarget::new(endpoint, ip, remote_port, max_tunnel_duration))
         }
         TunnelTo::Instance { instance, endpoint } => {
-            let (instance, id, dns_name) = instance_and_endpoint(aws, &instance, endpoint).await?;
-            (id, dns_name, tunnel_address(&instance)?)
+            let found = instance_tunnel(aws, &instance, endpoint, remote_port, max_tunnel_duration);
+            Ok(found.await?.1)
         }
-    };
-    Ok(TunnelTarget { dns_name, endpoint_id, private_ip, remote_port, max_tunnel_duration })
+    }
+}
+
+/// The instance and the tunnel to it: through the endpoint given, else the one that reaches
+/// it, to its private address.
+pub async fn instance_tunnel(
+    aws: &Aws,
+    which: &InstanceRef,
+    endpoint: Option<GivenEndpoint>,
+    remote_port: u16,
+    max_tunnel_duration: Option<u32>,
+) -> anyhow::Result<(Instance, TunnelTarget)> {
+    let (instance, endpoint) = instance_and_endpoint(aws, which, endpoint).await?;
+    let private_ip = tunnel_address(&instance)?;
+    Ok((instance, TunnelTarget::new(endpoint, private_ip, remote_port, max_tunnel_duration)))
 }
 
 #[cfg(test)]

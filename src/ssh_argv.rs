@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::presign::TunnelTarget;
+use crate::target::TunnelTarget;
 
 /// The tunnel the ProxyCommand child opens: everything resolved and the URL presigned, so it
 /// makes no API call and holds no credentials.
@@ -601,6 +601,16 @@ pub fn proxy_command_line(words: &[String]) -> String {
         _ => quote(w),
     });
     quoted.map(|w| w.replace('%', "%%")).collect::<Vec<_>>().join(" ")
+}
+
+/// An ssh `%` token (`%h`, `%r`) as a ProxyCommand word, quoted for what runs the ProxyCommand
+/// (see [`proxy_command_line`]): ssh expands it to text that may hold anything.
+pub fn quote_token(token: &str) -> String {
+    if cfg!(windows) {
+        format!("\"{token}\"")
+    } else {
+        format!("'{token}'")
+    }
 }
 
 /// Quotes a word for the command line it goes on: a POSIX shell's, or Windows' MSVC rules.

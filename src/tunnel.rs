@@ -20,7 +20,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::aws::{CaBundle, Signing};
-use crate::presign::{self, DnsName, TunnelTarget};
+use crate::presign;
+use crate::target::{DnsName, TunnelTarget};
 use crate::{error, http_proxy};
 
 /// How big one relayed chunk (and so one binary frame) may be.

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use crate::aws::{Aws, CaBundle, Settings, Signing};
 use crate::cli::TunnelPlan;
-use crate::presign::TunnelTarget;
 use crate::resolve::{self, GivenEndpoint, TunnelTo};
+use crate::target::{ChosenEndpoint, TunnelTarget};
 use crate::tunnel::{Opener, Signer};
 
 /// Writes command output to stdout; a reader that went away (`| head`) is not an error.
@@ -35,13 +35,7 @@ async fn opener(settings: &Settings, plan: TunnelPlan) -> anyhow::Result<Opener>
             TunnelTo::Address { ip, endpoint: GivenEndpoint { id, dns_name: Some(dns_name) } },
             Some(signing),
         ) => {
-            let target = TunnelTarget {
-                dns_name,
-                endpoint_id: id,
-                private_ip: ip,
-                remote_port: port,
-                max_tunnel_duration: max,
-            };
+            let target = TunnelTarget::new(ChosenEndpoint { id, dns_name }, ip, port, max);
             (Arc::new(signing), CaBundle::named(settings)?, target)
         }
         (to, _) => {

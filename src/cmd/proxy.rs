@@ -4,7 +4,6 @@
 
 use crate::aws::{Aws, Settings};
 use crate::cli::ProxyPlan;
-use crate::presign::TunnelTarget;
 use crate::resolve;
 use crate::tunnel::{Opener, Signer};
 use crate::{keys, local, push_cache};
@@ -12,9 +11,8 @@ use crate::{keys, local, push_cache};
 pub async fn run(settings: &Settings, plan: ProxyPlan) -> anyhow::Result<i32> {
     let key = keys::dedicated(plan.key_file.as_deref())?;
     let aws = Aws::load(settings).await?;
-    let (instance, endpoint_id, dns_name) =
-        resolve::instance_and_endpoint(&aws, &plan.instance, None).await?;
-    let private_ip = resolve::tunnel_address(&instance)?;
+    let (instance, target) =
+        resolve::instance_tunnel(&aws, &plan.instance, None, plan.port, None).await?;
     let public = key
         .public
         .as_deref()
@@ -25,13 +23,6 @@ pub async fn run(settings: &Settings, plan: ProxyPlan) -> anyhow::Result<i32> {
     })
     .await?;
 
-    let target = TunnelTarget {
-        dns_name,
-        endpoint_id,
-        private_ip,
-        remote_port: plan.port,
-        max_tunnel_duration: None,
-    };
     let opener = Opener::new(
         Signer::Credentials(aws.signing),
         aws.ca_bundle.as_ref(),

@@ -11,12 +11,13 @@ use crate::aws::{Aws, Configured, Settings};
 use crate::cli::{Output, SshPlan};
 use crate::error;
 use crate::keys;
-use crate::presign::{self, TunnelTarget};
+use crate::presign;
 use crate::private;
 use crate::resolve::{self, InstanceRef, Route, Via};
 use crate::sharing::{Binding, Claim, Shared};
 use crate::signals::{self, Signals};
 use crate::ssh_argv::{self, Master, ProxyCommand, SshCommand};
+use crate::target::TunnelTarget;
 
 pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     // Until ssh runs, a signal ends eic through the normal path, so the key is removed.
@@ -186,20 +187,14 @@ async fn prepare(
         }
         Route::Endpoint(ip) => {
             let endpoints = endpoints.take().unwrap_or_else(|| lookup(None));
-            let (endpoint_id, dns_name) = joined(endpoints).await?.choose(&instance, &aws)?;
+            let endpoint = joined(endpoints).await?.choose(&instance, &aws)?;
             let max_tunnel_duration = match &plan.via {
                 Via::Eice { max_tunnel_duration, .. } => *max_tunnel_duration,
                 _ => None,
             };
             let exe = std::env::current_exe()
                 .context("cannot find eic's own path for the ProxyCommand")?;
-            let target = TunnelTarget {
-                dns_name,
-                endpoint_id,
-                private_ip: ip,
-                remote_port: plan.port,
-                max_tunnel_duration,
-            };
+            let target = TunnelTarget::new(endpoint, ip, plan.port, max_tunnel_duration);
             let url_file = scratch.path().join("tunnel-url");
             let ca_bundle = aws.ca_bundle.as_ref().map(|b| b.path.clone());
             let detach_stderr = master.is_some();

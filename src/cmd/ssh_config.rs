@@ -10,7 +10,7 @@ use crate::error;
 use crate::keys;
 use crate::private;
 use crate::private::write_file;
-use crate::ssh_argv::{config_path, config_quote, proxy_command_line};
+use crate::ssh_argv::{config_path, config_quote, proxy_command_line, quote_token};
 
 pub fn run(install_it: bool, force: bool) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("cannot find eic's own path")?;
@@ -72,8 +72,7 @@ pub fn run(install_it: bool, force: bool) -> anyhow::Result<i32> {
 pub fn block(exe: &Path, key: &Path) -> String {
     let words = [exe, Path::new("proxy"), Path::new("--key-file"), key, Path::new("--")];
     let proxy = proxy_command_line(&words.map(|w| w.display().to_string()));
-    // The host and user, quoted for what runs the ProxyCommand (see proxy_command_line).
-    let (h, r) = if cfg!(windows) { ("\"%h\"", "\"%r\"") } else { ("'%h'", "'%r'") };
+    let (h, r) = (quote_token("%h"), quote_token("%r"));
     let body = format!(
         "    User ec2-user
     ProxyCommand {proxy} {h} %p {r}

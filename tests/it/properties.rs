@@ -76,7 +76,8 @@ proptest! {
             short.push(format!("maxTunnelDuration={d}"));
             json["maxTunnelDuration"] = d.into();
         }
-        let want = EiceOptions { endpoint_id: Some(endpoint_id), dns_name: dns, max_tunnel_duration: duration };
+        let dns_name = dns.as_deref().map(|d| d.parse().unwrap());
+        let want = EiceOptions { endpoint_id: Some(endpoint_id), dns_name, max_tunnel_duration: duration };
         prop_assert_eq!(parse_eice_options(&short.join(",")).unwrap(), want.clone());
         prop_assert_eq!(parse_eice_options(&json.to_string()).unwrap(), want);
     }
