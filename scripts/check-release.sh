@@ -73,19 +73,19 @@ tar -tJf "$distrib/$archive" | sed 's|^[^/]*/||' | sort | tr '\n' ' ' > "$work/c
   fail "the archive holds: $(cat "$work/contents")"
 say "   $(ls "$distrib" | tr '\n' ' ')"
 
-# Serves a directory on 127.0.0.1 (port 0); prints the port once it listens.
+# Serves a directory on 127.0.0.1 (port 0); sets `port` once it listens (read from a fifo,
+# no sleep).
 serve() {
-  coproc SERVER {
-    exec python3 -u -c '
+  rm -f "$work/server.fifo" && mkfifo "$work/server.fifo"
+  python3 -u -c '
 import functools, http.server, sys
 handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
 handler.log_message = lambda *args: None
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
 print(server.server_address[1], flush=True)
-server.serve_forever()' "$1"
-  }
-  server=$SERVER_PID
-  read -r port <&"${SERVER[0]}"
+server.serve_forever()' "$1" > "$work/server.fifo" &
+  server=$!
+  read -r port < "$work/server.fifo"
 }
 
 # Runs the installer from the server into a fresh HOME; its status.
@@ -112,10 +112,12 @@ readelf -dW "$eic" | grep -q NEEDED && fail "$eic needs shared libraries"
 say "   $got, static ($(du -k "$eic" | cut -f1) KiB), installed in $eic"
 
 cargo build --locked --example playground 2>/dev/null
-coproc PLAYGROUND { exec "$targets/debug/examples/playground" 2>&1; }
-playground=$PLAYGROUND_PID
+mkfifo "$work/playground.fifo"
+"$targets/debug/examples/playground" > "$work/playground.fifo" 2>&1 &
+playground=$!
+exec 3< "$work/playground.fifo"
 exports=()
-while read -r line <&"${PLAYGROUND[0]}"; do
+while read -r line <&3; do
   case "$line" in
     export\ *) exports+=("${line#export }") ;;
     *"--os-user "*) user=${line##*--os-user }; user=${user%% *} ;;
@@ -133,7 +135,7 @@ say "   a login through the stand-in with the installed eic: $login"
 
 step "3. one byte of the archive changed: the installer refuses"
 mkdir "$work/tampered"
-cp "$distrib"/* "$work/tampered/"
+find "$distrib" -maxdepth 1 -type f -exec cp {} "$work/tampered/" \;
 python3 - "$work/tampered/$archive" <<'PY'
 import sys
 with open(sys.argv[1], "r+b") as f:
