@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     println!("Press Ctrl-C here to stop.");
 
     // Ctrl-C or SIGTERM: either way the stand-in's and sshd's temporary files are removed.
-    eic::signals::Signals::catch()?.recv().await;
+    eic::Signals::catch()?.recv().await;
     println!();
     println!("Calls served:");
     for call in standin.calls() {

@@ -59,36 +59,36 @@ Examples:
 #[command(name = "eic", version, about, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
-    pub global: Global,
+    pub(crate) global: Global,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 const GLOBAL: &str = "Global options";
 
 /// Options shared by every subcommand (the AWS CLI's global options).
 #[derive(Debug, Clone, Default, Args)]
-pub struct Global {
+pub(crate) struct Global {
     /// AWS region to use (default: AWS_REGION, then the profile's region).
     #[arg(long, global = true, value_name = "REGION", value_parser = parse_region, help_heading = GLOBAL)]
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE).
     #[arg(long, global = true, value_name = "NAME", help_heading = GLOBAL)]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// Override the EC2 and EC2 Instance Connect API endpoint (like AWS_ENDPOINT_URL).
     #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
-    pub endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
     /// CA certificates (PEM) to trust for the APIs and the tunnel (default: AWS_CA_BUNDLE, then
     /// the profile's ca_bundle, then the system's).
     #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
-    pub ca_bundle: Option<PathBuf>,
+    pub(crate) ca_bundle: Option<PathBuf>,
     /// Print debug logs to stderr (secrets, tokens and signatures are redacted).
     #[arg(long, global = true, help_heading = GLOBAL)]
-    pub debug: bool,
+    pub(crate) debug: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Connect to an instance with ssh, using a one-time key pushed with EC2 Instance Connect.
     #[command(after_help = SSH_EXAMPLES, allow_negative_numbers = true)]
     Ssh(SshArgs),
@@ -118,45 +118,45 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ProxyArgs {
+pub(crate) struct ProxyArgs {
     /// An instance id (i-...), a Name tag, or NAME.eic.
     #[arg(value_name = "HOST", value_parser = parse_host)]
-    pub host: String,
+    pub(crate) host: String,
     /// The port on the instance (ssh's %p).
     #[arg(value_name = "PORT", value_parser = parse_port)]
-    pub port: u16,
+    pub(crate) port: u16,
     /// The user to push the key for (ssh's %r).
     #[arg(value_name = "USER", value_parser = parse_os_user)]
-    pub user: String,
+    pub(crate) user: String,
     /// The private key whose public half is pushed (default ~/.ssh/eic_ed25519, made on first use).
     #[arg(long, value_name = "PATH")]
-    pub key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
     /// Give up on an endpoint that has not accepted the tunnel after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..))]
-    pub connect_timeout: u16,
+    pub(crate) connect_timeout: u16,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct SshConfigArgs {
+pub(crate) struct SshConfigArgs {
     /// Write the block to ~/.ssh/eic_config and include it from the top of ~/.ssh/config.
     #[arg(long)]
-    pub install: bool,
+    pub(crate) install: bool,
     /// Install even where your own config already sets User, ProxyCommand or ProxyJump for
     /// instance ids or NAME.eic (eic's block, read first, would override them).
     #[arg(long, requires = "install")]
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 /// What `eic ssh --dry-run` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }
 
 /// How `eic ssh` reaches the instance, as the AWS CLI defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum ConnectionType {
+pub(crate) enum ConnectionType {
     /// Public IPv4 directly, else private IPv4 through the endpoint, else IPv6 directly.
     #[default]
     Auto,
@@ -167,68 +167,68 @@ pub enum ConnectionType {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct SshArgs {
+pub(crate) struct SshArgs {
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub(crate) target: TargetArgs,
     /// Connect to this IP address instead of the one found for the connection type.
     #[arg(long, value_name = "IP")]
-    pub instance_ip: Option<IpAddr>,
+    pub(crate) instance_ip: Option<IpAddr>,
     /// Log in with this private key, already authorized on the instance, instead of a one-time
     /// key; nothing is pushed (see --push-key).
     #[arg(long, value_name = "PATH")]
-    pub private_key_file: Option<PathBuf>,
+    pub(crate) private_key_file: Option<PathBuf>,
     /// Push the public half of --private-key-file (from the key itself, or PATH.pub) before
     /// logging in, as is done with the one-time key.
     #[arg(long, requires = "private_key_file")]
-    pub push_key: bool,
+    pub(crate) push_key: bool,
     /// User name to log in as (the key is pushed for this user).
     #[arg(long, value_name = "USER", default_value = "ec2-user", value_parser = parse_os_user)]
-    pub os_user: String,
+    pub(crate) os_user: String,
     /// SSH port on the instance.
     #[arg(long, value_name = "PORT", default_value_t = 22, value_parser = parse_port)]
-    pub ssh_port: u16,
+    pub(crate) ssh_port: u16,
     /// Forward a local port, in ssh's -L form: [bind_address:]port:host:hostport.
     #[arg(long, value_name = "SPEC", value_parser = parse_forwarding)]
-    pub local_forwarding: Option<String>,
+    pub(crate) local_forwarding: Option<String>,
     /// How to reach the instance.
     #[arg(long, value_enum, value_name = "TYPE", default_value_t = ConnectionType::Auto)]
-    pub connection_type: ConnectionType,
+    pub(crate) connection_type: ConnectionType,
     /// Endpoint settings: endpointId=eice-...,dnsName=...,maxTunnelDuration=N, or the same as JSON;
     /// either may be read from file://PATH.
     #[arg(long, value_name = "OPTIONS", value_parser = parse_eice_options)]
-    pub eice_options: Option<EiceOptions>,
+    pub(crate) eice_options: Option<EiceOptions>,
     /// Print the ssh command line that would run and exit, without pushing a key.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Share the connection, kept this many seconds after its last session: later `eic ssh`
     /// to the same instance, user and port run over it, with no lookup, no key pushed and no
     /// new tunnel (it holds one of the endpoint's 20 tunnels meanwhile). 0 turns sharing off.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    pub persist: u32,
+    pub(crate) persist: u32,
     /// Do not share the connection (--persist 0).
     #[arg(long, conflicts_with = "persist")]
-    pub no_reuse: bool,
+    pub(crate) no_reuse: bool,
     /// End the shared connection to the instance (for this --os-user and --ssh-port).
     #[arg(long, conflicts_with_all = ["dry_run", "no_reuse"])]
-    pub stop: bool,
+    pub(crate) stop: bool,
     /// What --dry-run prints: the ssh command line (text), or the resolved plan as JSON
     /// (instance, address, route, endpoint, ssh's argv), for scripts.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Output::Text, requires = "dry_run")]
-    pub output: Output,
+    pub(crate) output: Output,
     /// Extra ssh arguments and a remote command, after `--`, passed to ssh verbatim.
     #[arg(last = true, value_name = "SSH_ARGS", allow_hyphen_values = true)]
-    pub ssh_args: Vec<String>,
+    pub(crate) ssh_args: Vec<String>,
 }
 
 /// The instance, for `ssh` and `open-tunnel`.
 #[derive(Debug, Clone, Args)]
-pub struct TargetArgs {
+pub(crate) struct TargetArgs {
     /// The instance to connect to (i-...); its address and endpoint are looked up.
     #[arg(long, value_name = "ID", value_parser = parse_instance_id)]
-    pub instance_id: Option<String>,
+    pub(crate) instance_id: Option<String>,
     /// The running instance whose Name tag is NAME (instead of --instance-id).
     #[arg(long, value_name = "NAME", conflicts_with = "instance_id", value_parser = parse_name)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 impl TargetArgs {
@@ -240,24 +240,24 @@ impl TargetArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct TunnelArgs {
+pub(crate) struct TunnelArgs {
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub(crate) target: TargetArgs,
     /// Use this endpoint instead of looking one up.
     #[arg(long, value_name = "ID", value_parser = parse_endpoint_id)]
-    pub instance_connect_endpoint_id: Option<String>,
+    pub(crate) instance_connect_endpoint_id: Option<String>,
     /// The endpoint's DNS name; with the endpoint id and private IP, no API call is made.
     #[arg(long, value_name = "DNS", value_parser = parse_dns_name)]
-    pub instance_connect_endpoint_dns_name: Option<DnsName>,
+    pub(crate) instance_connect_endpoint_dns_name: Option<DnsName>,
     /// Private IP address of the target (requires --instance-connect-endpoint-id).
     #[arg(long, value_name = "IP")]
-    pub private_ip_address: Option<IpAddr>,
+    pub(crate) private_ip_address: Option<IpAddr>,
     /// Port on the instance (the service allows 22 and 3389).
     #[arg(long, value_name = "PORT", default_value_t = 22, value_parser = parse_port)]
-    pub remote_port: u16,
+    pub(crate) remote_port: u16,
     /// Listen on this local port instead of using stdin/stdout (0 picks a free port).
     #[arg(long, value_name = "PORT", value_parser = parse_local_port)]
-    pub local_port: Option<u16>,
+    pub(crate) local_port: Option<u16>,
     /// Address to listen on with --local-port (--local-ip in the AWS CLI).
     #[arg(
         long,
@@ -267,24 +267,24 @@ pub struct TunnelArgs {
         value_parser = parse_bind,
         requires = "local_port"
     )]
-    pub bind: IpAddr,
+    pub(crate) bind: IpAddr,
     /// Maximum duration of each tunnel, in seconds (1-3600).
     #[arg(long, value_name = "SECONDS", value_parser = parse_max_tunnel_duration)]
-    pub max_tunnel_duration: Option<u32>,
+    pub(crate) max_tunnel_duration: Option<u32>,
     /// Maximum number of tunnels open at once in listener mode.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
-    pub max_websocket_connections: u16,
+    pub(crate) max_websocket_connections: u16,
     /// Give up on an endpoint that has not accepted the tunnel after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..))]
-    pub connect_timeout: u16,
+    pub(crate) connect_timeout: u16,
     /// The URL, presigned by `eic ssh` and read once from this private file (eic ssh's own
     /// ProxyCommand: its child holds no credentials).
     #[arg(long, value_name = "PATH", hide = true)]
-    pub presigned_url_file: Option<PathBuf>,
+    pub(crate) presigned_url_file: Option<PathBuf>,
     /// Once the tunnel is open, stderr goes to /dev/null (a shared connection outlives the
     /// command that started it: it must not hold that command's stderr).
     #[arg(long, hide = true, requires = "presigned_url_file")]
-    pub detach_stderr: bool,
+    pub(crate) detach_stderr: bool,
 }
 
 /// `--eice-options`, in the AWS CLI's shorthand or JSON form, checked.
@@ -306,15 +306,15 @@ struct EiceOptionsText {
 
 /// A command line, checked: what to run, with what AWS settings.
 #[derive(Debug)]
-pub struct Invocation {
-    pub settings: Settings,
-    pub debug: bool,
-    pub plan: Plan,
+pub(crate) struct Invocation {
+    pub(crate) settings: Settings,
+    pub(crate) debug: bool,
+    pub(crate) plan: Plan,
 }
 
 /// What to run, with every option checked and combined.
 #[derive(Debug)]
-pub enum Plan {
+pub(crate) enum Plan {
     Ssh(SshPlan),
     /// `open-tunnel` without `--local-port`: stdin and stdout are the tunnel.
     OpenTunnel(TunnelPlan),
@@ -332,59 +332,59 @@ pub enum Plan {
 }
 
 #[derive(Debug)]
-pub struct SshPlan {
-    pub instance: InstanceRef,
-    pub key: KeySource,
-    pub os_user: String,
-    pub port: u16,
-    pub via: Via,
-    pub local_forwarding: Option<String>,
-    pub dry_run: bool,
-    pub output: Output,
+pub(crate) struct SshPlan {
+    pub(crate) instance: InstanceRef,
+    pub(crate) key: KeySource,
+    pub(crate) os_user: String,
+    pub(crate) port: u16,
+    pub(crate) via: Via,
+    pub(crate) local_forwarding: Option<String>,
+    pub(crate) dry_run: bool,
+    pub(crate) output: Output,
     /// Share the connection, for this many seconds after its last session.
-    pub persist: Option<u32>,
+    pub(crate) persist: Option<u32>,
     /// End the shared connection instead.
-    pub stop: bool,
-    pub debug: bool,
+    pub(crate) stop: bool,
+    pub(crate) debug: bool,
     /// After `--`: ssh options, then a remote command.
-    pub ssh_args: Vec<String>,
+    pub(crate) ssh_args: Vec<String>,
 }
 
 #[derive(Debug)]
-pub struct TunnelPlan {
-    pub to: TunnelTo,
-    pub remote_port: u16,
-    pub max_tunnel_duration: Option<u32>,
-    pub connect_timeout: Duration,
+pub(crate) struct TunnelPlan {
+    pub(crate) to: TunnelTo,
+    pub(crate) remote_port: u16,
+    pub(crate) max_tunnel_duration: Option<u32>,
+    pub(crate) connect_timeout: Duration,
 }
 
 #[derive(Debug)]
-pub struct PresignedPlan {
-    pub target: TunnelTarget,
-    pub url_file: PathBuf,
-    pub connect_timeout: Duration,
-    pub detach_stderr: bool,
+pub(crate) struct PresignedPlan {
+    pub(crate) target: TunnelTarget,
+    pub(crate) url_file: PathBuf,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) detach_stderr: bool,
 }
 
 #[derive(Debug)]
-pub struct ListenPlan {
-    pub tunnel: TunnelPlan,
-    pub bind: SocketAddr,
-    pub max_connections: usize,
+pub(crate) struct ListenPlan {
+    pub(crate) tunnel: TunnelPlan,
+    pub(crate) bind: SocketAddr,
+    pub(crate) max_connections: usize,
 }
 
 #[derive(Debug)]
-pub struct ProxyPlan {
-    pub instance: InstanceRef,
-    pub port: u16,
-    pub user: String,
-    pub key_file: Option<PathBuf>,
-    pub connect_timeout: Duration,
+pub(crate) struct ProxyPlan {
+    pub(crate) instance: InstanceRef,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) key_file: Option<PathBuf>,
+    pub(crate) connect_timeout: Duration,
 }
 
 impl Cli {
     /// Checks what needs more than one option at a time and builds the plan.
-    pub fn into_plan(self, stdin_is_terminal: bool) -> anyhow::Result<Invocation> {
+    pub(crate) fn into_plan(self, stdin_is_terminal: bool) -> anyhow::Result<Invocation> {
         let plan = match self.command {
             Command::Ssh(args) => Plan::Ssh(args.into_plan(self.global.debug, stdin_is_terminal)?),
             Command::OpenTunnel(args) => args.into_plan(stdin_is_terminal)?,

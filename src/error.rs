@@ -7,19 +7,19 @@ use std::fmt;
 /// Bad parameters: nothing was sent anywhere.
 pub const USAGE: i32 = 252;
 /// Configuration: no region, no credentials, `ssh` not found.
-pub const CONFIG: i32 = 253;
+pub(crate) const CONFIG: i32 = 253;
 /// An AWS API (or the endpoint's WebSocket service) returned an error.
-pub const AWS: i32 = 254;
+pub(crate) const AWS: i32 = 254;
 /// Any other failure.
-pub const OTHER: i32 = 255;
+pub(crate) const OTHER: i32 = 255;
 /// Interrupted by Ctrl-C (SIGINT).
-pub const INTERRUPTED: i32 = 130;
+pub(crate) const INTERRUPTED: i32 = 130;
 
 /// An error that knows its exit code; anything else in an `anyhow` chain is [`OTHER`].
 #[derive(Debug)]
-pub struct Exit {
-    pub code: i32,
-    pub message: String,
+pub(crate) struct Exit {
+    pub(crate) code: i32,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for Exit {
@@ -33,7 +33,7 @@ impl std::error::Error for Exit {}
 /// An AWS service's refusal that may pass by itself: HTTP 429, the service is at a limit (an
 /// endpoint allows 20 tunnels at once). Exits as [`AWS`].
 #[derive(Debug)]
-pub struct Busy(pub String);
+pub(crate) struct Busy(pub String);
 
 impl fmt::Display for Busy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -44,7 +44,7 @@ impl fmt::Display for Busy {
 impl std::error::Error for Busy {}
 
 /// Whether `error` is (or was caused by) a [`Busy`] refusal.
-pub fn is_busy(error: &anyhow::Error) -> bool {
+pub(crate) fn is_busy(error: &anyhow::Error) -> bool {
     error.chain().any(|e| e.is::<Busy>())
 }
 
@@ -53,22 +53,22 @@ fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
 }
 
 /// Bad parameters (252).
-pub fn usage(message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
     exit(USAGE, message)
 }
 
 /// Missing or broken configuration (253).
-pub fn config(message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn config(message: impl Into<String>) -> anyhow::Error {
     exit(CONFIG, message)
 }
 
 /// An error answered by an AWS service (254).
-pub fn aws(message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn aws(message: impl Into<String>) -> anyhow::Error {
     exit(AWS, message)
 }
 
 /// Interrupted by the user (130).
-pub fn interrupted() -> anyhow::Error {
+pub(crate) fn interrupted() -> anyhow::Error {
     exit(INTERRUPTED, "interrupted")
 }
 
@@ -84,7 +84,7 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
 /// control characters, and the invisible ones that reorder or hide what is shown (bidirectional
 /// controls, zero-width characters: "Trojan Source"), are shown escaped (`\u{1b}`, `\u{202e}`),
 /// never sent as they are.
-pub fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if hidden(c) { c.escape_default().to_string() } else { c.to_string() })
         .collect()

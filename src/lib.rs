@@ -8,24 +8,33 @@
 //! [`signals`]. Layers never import `cli` or a command.
 #![forbid(unsafe_code)]
 
-pub mod aws;
+mod aws;
 pub mod cli;
-pub mod cmd;
+mod cmd;
 pub mod error;
-pub mod http_proxy;
-pub mod keys;
-pub mod local;
-pub mod picker;
-pub mod presign;
-pub mod private;
-pub mod push_cache;
-pub mod resolve;
+mod http_proxy;
+mod keys;
+mod local;
+mod picker;
+mod presign;
+mod private;
+mod push_cache;
+mod resolve;
 pub mod say;
-pub mod sharing;
-pub mod signals;
-pub mod ssh_argv;
-pub mod target;
-pub mod tunnel;
+mod sharing;
+mod signals;
+mod ssh_argv;
+mod target;
+mod tunnel;
+
+// What the tests, the benches and the playground use besides the command line; the rest is
+// private to the crate, so that rustc reports what nothing uses.
+pub use cmd::ssh_config::install as install_ssh_config;
+pub use http_proxy::{bypassed, HttpProxy};
+pub use presign::presign;
+pub use signals::Signals;
+pub use ssh_argv::{shell_quote, split_ssh_args};
+pub use target::TunnelTarget;
 
 use std::io::IsTerminal;
 

@@ -3,6 +3,7 @@
 //! Win32-OpenSSH demands of a private key), and the one way eic writes a file. The Windows
 //! calls are in one `cfg` block at the end; their pure helpers are tested everywhere.
 
+#[cfg(any(windows, test))]
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
@@ -234,6 +235,7 @@ fn restrict(path: &Path, dir: bool) -> anyhow::Result<()> {
 /// This user for icacls, from `whoami /user /fo csv /nh`'s answer (`"host\user","S-1-5-..."`):
 /// the SID, as `*S-1-5-...`. A `whoami` that gives the name alone (`host\user`: Wine's) gives
 /// that name.
+#[cfg(any(windows, test))]
 pub fn account_of_whoami(answer: &str) -> Option<String> {
     let answer = answer.trim();
     let sid = answer.rsplit(',').next()?.trim_matches('"');
@@ -249,6 +251,7 @@ pub fn account_of_whoami(answer: &str) -> Option<String> {
 /// icacls' arguments that make `path` this account's alone: inherited entries removed, explicit
 /// ones replaced by full control for the account, inherited by files and folders made in a
 /// directory.
+#[cfg(any(windows, test))]
 pub fn icacls_args(path: &Path, account: &str, dir: bool) -> Vec<OsString> {
     let grant = if dir { format!("{account}:(OI)(CI)F") } else { format!("{account}:F") };
     let args = ["/inheritance:r", "/grant:r", &grant, "/q"];

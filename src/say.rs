@@ -19,7 +19,7 @@ pub fn note(text: impl Display) {
 }
 
 /// Something to know that is not a failure: `eic: warning: TEXT`.
-pub fn warn(text: impl Display) {
+pub(crate) fn warn(text: impl Display) {
     eprintln!("eic: warning: {text}");
 }
 

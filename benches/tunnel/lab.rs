@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use eic::ssh_argv::shell_quote;
+use eic::shell_quote;
 use eic_standin::{Instance, Sshd, StandIn, World, TYPICAL_ENDPOINT_ID, TYPICAL_INSTANCE_ID};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

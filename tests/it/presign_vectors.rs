@@ -3,8 +3,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
-use eic::presign::presign;
-use eic::target::TunnelTarget;
+use eic::presign;
+use eic::TunnelTarget;
 use serde_json::Value;
 
 /// `YYYYMMDDTHHMMSSZ` as a `SystemTime` (days-from-civil, proleptic Gregorian).

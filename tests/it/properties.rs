@@ -5,9 +5,9 @@ use eic::cli::{
     parse_dns_name, parse_eice_options, parse_endpoint_id, parse_host, parse_instance_id,
     parse_max_tunnel_duration, parse_name, parse_os_user, parse_port, EiceOptions,
 };
-use eic::cmd::ssh_config::install;
-use eic::http_proxy::{bypassed, HttpProxy as Proxy};
-use eic::ssh_argv::split_ssh_args;
+use eic::install_ssh_config as install;
+use eic::split_ssh_args;
+use eic::{bypassed, HttpProxy as Proxy};
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -120,7 +120,7 @@ proptest! {
     fn shell_quoting_round_trips_through_sh(word in "[ -~]{0,20}") {
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("printf %s {}", eic::ssh_argv::shell_quote(&word)))
+            .arg(format!("printf %s {}", eic::shell_quote(&word)))
             .output()
             .unwrap();
         prop_assert_eq!(String::from_utf8_lossy(&out.stdout), word);

@@ -105,11 +105,7 @@ async fn ssh_scp_sftp_and_rsync_through_the_generated_config() {
     let copy = work.path().join("copy");
     let rsh = format!(
         "ssh {}",
-        options(&lab, &config)
-            .iter()
-            .map(|o| eic::ssh_argv::shell_quote(o))
-            .collect::<Vec<_>>()
-            .join(" ")
+        options(&lab, &config).iter().map(|o| eic::shell_quote(o)).collect::<Vec<_>>().join(" ")
     );
     let mut rsync = Command::new("rsync");
     rsync

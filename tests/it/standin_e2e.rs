@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::common::{Lab, ENDPOINT, PRIVATE_IP};
 use aws_credential_types::Credentials;
-use eic::presign::presign;
-use eic::target::TunnelTarget;
+use eic::presign;
+use eic::TunnelTarget;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{self, Message};
 
