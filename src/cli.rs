@@ -127,7 +127,7 @@ pub(crate) struct ProxyArgs {
     pub(crate) port: u16,
     /// The user to push the key for (ssh's %r).
     #[arg(value_name = "USER", value_parser = parse_os_user)]
-    pub(crate) user: String,
+    pub(crate) os_user: String,
     /// The private key whose public half is pushed (default ~/.ssh/eic_ed25519, made on first use).
     #[arg(long, value_name = "PATH")]
     pub(crate) key_file: Option<PathBuf>,
@@ -377,7 +377,7 @@ pub(crate) struct ListenPlan {
 pub(crate) struct ProxyPlan {
     pub(crate) instance: InstanceRef,
     pub(crate) port: u16,
-    pub(crate) user: String,
+    pub(crate) os_user: String,
     pub(crate) key_file: Option<PathBuf>,
     pub(crate) connect_timeout: Duration,
 }
@@ -391,7 +391,7 @@ impl Cli {
             Command::Proxy(args) => Plan::Proxy(ProxyPlan {
                 instance: InstanceRef::from_host(&args.host),
                 port: args.port,
-                user: args.user,
+                os_user: args.os_user,
                 key_file: args.key_file,
                 connect_timeout: Duration::from_secs(args.connect_timeout.into()),
             }),

@@ -1,11 +1,6 @@
 //! eic: a fast, native clone of `aws ec2-instance-connect ssh` and `open-tunnel`.
 //!
-//! `main.rs` parses the command line and maps errors to exit codes. [`cli`] turns the arguments
-//! into a checked plan, and [`run`] hands it to one of the commands in [`cmd`], which read top to
-//! bottom as their flow over the layers below them: [`aws`] (configuration and API calls),
-//! [`resolve`] (instance, endpoint, address), [`presign`], [`tunnel`], [`http_proxy`], [`local`]
-//! (stdin/stdout or a socket, and the pump), [`keys`], [`push_cache`], [`ssh_argv`] and
-//! [`signals`]. Layers never import `cli` or a command.
+//! ARCHITECTURE.md is the map: the rooms, the rules between them and the invariants.
 #![forbid(unsafe_code)]
 
 mod aws;
@@ -57,10 +52,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     say::set_debug(debug);
     install_default_crypto();
     let runtime = match plan {
-        // The listener serves its tunnels on both cores.
-        Plan::Listen(_) => {
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?
-        }
+        // The listener serves many tunnels: one worker per core, tokio's default.
+        Plan::Listen(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
         _ => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
     };
     let code = runtime.block_on(async {

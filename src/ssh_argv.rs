@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use crate::target::TunnelTarget;
 
-/// The tunnel the ProxyCommand child opens: everything resolved and the URL presigned, so it
-/// makes no API call and holds no credentials.
+/// The `eic open-tunnel --presigned-url-file` that `eic ssh` gives ssh as its ProxyCommand
+/// (not `eic proxy`, ssh_config's): everything resolved and the URL presigned, so it makes no
+/// API call and holds no credentials.
 #[derive(Debug, Clone)]
-pub struct ProxyCommand {
+pub struct TunnelCommand {
     /// This very binary (`std::env::current_exe()`).
     pub exe: PathBuf,
     pub target: TunnelTarget,
@@ -22,7 +23,7 @@ pub struct ProxyCommand {
     pub detach_stderr: bool,
 }
 
-impl ProxyCommand {
+impl TunnelCommand {
     /// The `ProxyCommand` value (see [`proxy_command_line`]). Nothing secret goes here: argv is
     /// visible to every user in `ps`; the URL is in a file only this user can read.
     pub fn command(&self) -> String {
@@ -66,9 +67,9 @@ pub struct SshCommand {
     pub port: u16,
     pub instance_id: String,
     /// `None` for a direct connection.
-    pub proxy: Option<ProxyCommand>,
+    pub proxy: Option<TunnelCommand>,
     pub local_forwarding: Option<String>,
-    pub verbose: bool,
+    pub debug: bool,
     /// The arguments after `--`: ssh options, then a remote command.
     pub extra: Vec<String>,
     /// Shares this connection as a master for later sessions, when `Some`.
@@ -130,7 +131,7 @@ impl SshCommand {
             &mut args,
             self.port,
             self.local_forwarding.as_deref(),
-            self.verbose,
+            self.debug,
             &self.extra,
             &destination,
         );
@@ -159,7 +160,7 @@ pub fn over_master(
     instance_id: &str,
     port: u16,
     local_forwarding: Option<&str>,
-    verbose: bool,
+    debug: bool,
     extra: &[String],
 ) -> Vec<String> {
     let mut args: Vec<String> = [
@@ -173,7 +174,7 @@ pub fn over_master(
         format!("HostKeyAlias={instance_id}"),
     ]
     .into();
-    session(&mut args, port, local_forwarding, verbose, extra, &format!("{user}@{instance_id}"));
+    session(&mut args, port, local_forwarding, debug, extra, &format!("{user}@{instance_id}"));
     args
 }
 
@@ -183,7 +184,7 @@ fn session(
     args: &mut Vec<String>,
     port: u16,
     local_forwarding: Option<&str>,
-    verbose: bool,
+    debug: bool,
     extra: &[String],
     destination: &str,
 ) {
@@ -191,7 +192,7 @@ fn session(
     if let Some(spec) = local_forwarding {
         args.extend(["-L".into(), spec.to_string()]);
     }
-    if verbose {
+    if debug {
         args.push("-v".into());
     }
     let (options, command) = split_ssh_args(extra);
@@ -722,7 +723,7 @@ mod tests {
             address: "10.0.0.5".parse().unwrap(),
             port: 22,
             instance_id: "i-0123456789abcdef0".into(),
-            proxy: proxy.then(|| ProxyCommand {
+            proxy: proxy.then(|| TunnelCommand {
                 exe: "/opt/my tools/100%/eic".into(),
                 target: TunnelTarget {
                     endpoint_id: "eice-0123456789abcdef0".into(),
@@ -737,7 +738,7 @@ mod tests {
                 detach_stderr: false,
             }),
             local_forwarding: Some("8080:localhost:80".into()),
-            verbose: true,
+            debug: true,
             extra: strings(extra),
             master: None,
         }

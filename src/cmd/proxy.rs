@@ -18,8 +18,8 @@ pub async fn run(settings: &Settings, plan: ProxyPlan) -> anyhow::Result<i32> {
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("{}: no public key to push", key.path.display()))?;
     let who = format!("{}\0{}", aws.identity, aws.region);
-    push_cache::push_once(&who, &instance.id, &plan.user, public, || {
-        aws.send_ssh_public_key(&instance.id, &plan.user, public)
+    push_cache::push_once(&who, &instance.id, &plan.os_user, public, || {
+        aws.send_ssh_public_key(&instance.id, &plan.os_user, public)
     })
     .await?;
 

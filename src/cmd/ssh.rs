@@ -16,7 +16,7 @@ use crate::private;
 use crate::resolve::{self, InstanceRef, Route, Via};
 use crate::sharing::{Binding, Claim, Shared};
 use crate::signals::{self, Signals};
-use crate::ssh_argv::{self, Master, ProxyCommand, SshCommand};
+use crate::ssh_argv::{self, Master, SshCommand, TunnelCommand};
 use crate::target::TunnelTarget;
 
 pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
@@ -199,7 +199,7 @@ async fn prepare(
             let ca_bundle = aws.ca_bundle.as_ref().map(|b| b.path.clone());
             let detach_stderr = master.is_some();
             let debug = plan.debug;
-            (ip, Some(ProxyCommand { exe, target, url_file, ca_bundle, debug, detach_stderr }))
+            (ip, Some(TunnelCommand { exe, target, url_file, ca_bundle, debug, detach_stderr }))
         }
     };
     if let Some(pushed) = pushed {
@@ -224,7 +224,7 @@ async fn prepare(
         instance_id: instance.id.clone(),
         proxy,
         local_forwarding: plan.local_forwarding.clone(),
-        verbose: plan.debug,
+        debug: plan.debug,
         extra: plan.ssh_args.clone(),
         master,
     };
