@@ -67,6 +67,15 @@ for f in "$archive" "$archive.sha256" eic-installer.sh sha256.sum; do
   [ -f "$distrib/$f" ] || fail "dist wrote no $f: $(ls "$distrib")"
 done
 (cd "$distrib" && sha256sum -c "$archive.sha256") >&2
+# The release build ran in the checkout, so .cargo/config.toml's AWS_LC_SYS_NO_JITTER_ENTROPY
+# reached aws-lc-sys's build script: it says so, and it compiled no jitterentropy object.
+build="$targets/$target/dist/build"
+grep -qs "AWS_LC_SYS_NO_JITTER_ENTROPY': '1'" "$build"/aws-lc-sys-*/output ||
+  fail "aws-lc-sys was built without AWS_LC_SYS_NO_JITTER_ENTROPY=1"
+if find "$build"/aws-lc-sys-*/out -iname '*jitter*' | grep -q .; then
+  fail "aws-lc-sys compiled its jitter entropy source"
+fi
+say "   aws-lc built without CPU-jitter entropy (AWS_LC_SYS_NO_JITTER_ENTROPY=1, no jitter object)"
 tar -tJf "$distrib/$archive" | sed 's|^[^/]*/||' | sort | tr '\n' ' ' > "$work/contents"
 [ "$(cat "$work/contents")" = "LICENSE README.md eic " ] ||
   [ "$(cat "$work/contents")" = " LICENSE README.md eic " ] ||
@@ -79,8 +88,10 @@ serve() {
   rm -f "$work/server.fifo" && mkfifo "$work/server.fifo"
   python3 -u -c '
 import functools, http.server, sys
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
-handler.log_message = lambda *args: None
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+handler = functools.partial(Quiet, directory=sys.argv[1])
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()' "$1" > "$work/server.fifo" &
