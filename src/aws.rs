@@ -11,6 +11,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::operation::describe_instances::builders::DescribeInstancesFluentBuilder as DescribeInstances;
 use aws_sdk_ec2::types::Filter;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::Mutex;
@@ -331,6 +332,25 @@ impl Aws {
             Instances::Running { filter: Some((key, value)), .. } => {
                 (request.filters(filter(key, value)).filters(running), format!("{key}={value}"))
             }
+            // By the instance-id filter: one unknown id does not fail the whole call.
+            Instances::Ids(ids) => {
+                let values = Some(ids.to_vec());
+                let by_id = Filter::builder().name("instance-id").set_values(values).build();
+                (request.filters(by_id), ids.join(", "))
+            }
+            Instances::Names(names) => {
+                let values = Some(names.to_vec());
+                let by_name = Filter::builder().name("tag:Name").set_values(values).build();
+                (request.filters(by_name), format!("Name={}", names.join(",")))
+            }
+            Instances::Tagged(tags) => {
+                let tagged = |r: DescribeInstances, (k, v): &(String, String)| {
+                    r.filters(filter(&format!("tag:{k}"), v))
+                };
+                let what: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                (tags.iter().fold(request, tagged), what.join(" and "))
+            }
+            Instances::All => (request, "every instance".into()),
         };
         // The picker needs no more than it can show: a few pages at most.
         let most = match which {
@@ -454,6 +474,14 @@ pub enum Instances<'a> {
         filter: Option<(&'a str, &'a str)>,
         most: usize,
     },
+    /// These instances, in any state.
+    Ids(&'a [String]),
+    /// The instances, in any state, whose Name tag is one of these.
+    Names(&'a [String]),
+    /// The instances, in any state, that carry every one of these tags.
+    Tagged(&'a [(String, String)]),
+    /// Every instance, in any state.
+    All,
 }
 
 fn no_region() -> anyhow::Error {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::aws::Settings;
 use crate::error::usage;
 use crate::keys::KeySource;
-use crate::resolve::{GivenEndpoint, InstanceRef, TunnelTo, Via};
+use crate::resolve::{GivenEndpoint, InstanceRef, Selection, TunnelTo, Via};
 use crate::target::{ChosenEndpoint, DnsName, TunnelTarget};
 
 pub(crate) const SSH_EXAMPLES: &str = "\
@@ -37,6 +37,17 @@ Examples:
 
   Show the ssh command eic would run, without pushing a key:
     eic ssh --instance-id i-0123456789abcdef0 --dry-run";
+
+pub(crate) const EXEC_EXAMPLES: &str = "\
+Examples:
+  Uptime on every running web server, 10 at a time, each line labelled:
+    eic exec --tag role=web -- uptime
+
+  Two instances by id and one by Name, as JSON for jq:
+    eic exec --instance-id i-0123456789abcdef0 --instance-id i-0fedcba9876543210 \\
+      --name db-1 --output json -- df -h / | jq -r '.[] | [.instance_id, .exit_status] | @tsv'
+
+  The exit status is the largest of the instances' (254 for one eic could not reach).";
 
 pub(crate) const TUNNEL_EXAMPLES: &str = "\
 Examples:
@@ -92,6 +103,12 @@ pub(crate) enum Command {
     /// Connect to an instance with ssh, using a one-time key pushed with EC2 Instance Connect.
     #[command(after_help = SSH_EXAMPLES, allow_negative_numbers = true)]
     Ssh(SshArgs),
+    /// Run one command on many instances at once (by id, Name or tags), within the endpoints'
+    /// quota, each output line labelled with its instance.
+    #[command(after_help = EXEC_EXAMPLES, allow_negative_numbers = true)]
+    Exec(ExecArgs),
+    /// List the instances (running ones unless --all) and how eic would reach each.
+    List(ListArgs),
     /// Open a WebSocket tunnel to a port of an instance through an EC2 Instance Connect Endpoint.
     #[command(after_help = TUNNEL_EXAMPLES, allow_negative_numbers = true)]
     OpenTunnel(TunnelArgs),
@@ -166,13 +183,9 @@ pub(crate) enum ConnectionType {
     Eice,
 }
 
+/// How `eic ssh` and `eic exec` log in: the key, the user, the port and the route.
 #[derive(Debug, Clone, Args)]
-pub(crate) struct SshArgs {
-    #[command(flatten)]
-    pub(crate) target: TargetArgs,
-    /// Connect to this IP address instead of the one found for the connection type.
-    #[arg(long, value_name = "IP")]
-    pub(crate) instance_ip: Option<IpAddr>,
+pub(crate) struct LoginArgs {
     /// Log in with this private key, already authorized on the instance, instead of a one-time
     /// key; nothing is pushed (see --push-key).
     #[arg(long, value_name = "PATH")]
@@ -187,9 +200,6 @@ pub(crate) struct SshArgs {
     /// SSH port on the instance.
     #[arg(long, value_name = "PORT", default_value_t = 22, value_parser = parse_port)]
     pub(crate) ssh_port: u16,
-    /// Forward a local port, in ssh's -L form: [bind_address:]port:host:hostport.
-    #[arg(long, value_name = "SPEC", value_parser = parse_forwarding)]
-    pub(crate) local_forwarding: Option<String>,
     /// How to reach the instance.
     #[arg(long, value_enum, value_name = "TYPE", default_value_t = ConnectionType::Auto)]
     pub(crate) connection_type: ConnectionType,
@@ -197,6 +207,77 @@ pub(crate) struct SshArgs {
     /// either may be read from file://PATH.
     #[arg(long, value_name = "OPTIONS", value_parser = parse_eice_options)]
     pub(crate) eice_options: Option<EiceOptions>,
+}
+
+impl LoginArgs {
+    /// The route asked for, with `--instance-ip` where the command has it.
+    fn via(&self, instance_ip: Option<IpAddr>) -> anyhow::Result<Via> {
+        route_asked(self.connection_type, self.eice_options.clone(), instance_ip)
+    }
+
+    fn key(&self) -> anyhow::Result<KeySource> {
+        Ok(match (self.private_key_file.clone(), self.push_key) {
+            (Some(path), true) => KeySource::Pushed(path),
+            (Some(path), false) => KeySource::Own(path),
+            (None, false) => KeySource::OneTime,
+            (None, true) => return Err(usage("--push-key needs --private-key-file")),
+        })
+    }
+}
+
+/// The route asked for: the connection type, `--eice-options` and `--instance-ip` together.
+fn route_asked(
+    connection_type: ConnectionType,
+    eice_options: Option<EiceOptions>,
+    instance_ip: Option<IpAddr>,
+) -> anyhow::Result<Via> {
+    Ok(match (connection_type, eice_options, instance_ip) {
+            (ConnectionType::Direct, Some(_), _) => return Err(usage(
+                "--eice-options cannot be used with --connection-type direct: use --connection-type eice (or auto)",
+            )),
+            (ConnectionType::Auto, _, Some(_)) => {
+                return Err(usage(
+                    "--instance-ip needs an explicit --connection-type direct or eice",
+                ))
+            }
+            (ConnectionType::Direct, None, ip) => Via::Direct { ip },
+            (ConnectionType::Auto, None, None) => Via::Auto,
+            // Any --eice-options means the endpoint, as in the AWS CLI.
+            (ConnectionType::Eice | ConnectionType::Auto, eice, ip) => {
+                let eice = eice.unwrap_or_default();
+                let dns_name = eice.dns_name;
+                Via::Eice {
+                    ip,
+                    endpoint: eice.endpoint_id.map(|id| GivenEndpoint { id, dns_name }),
+                    max_tunnel_duration: eice.max_tunnel_duration,
+                }
+            }
+        })
+}
+
+/// The options after `--`: ssh's, then the remote command. One that would silently undo eic's
+/// (`-l`, `-p`, `-o User`) is a usage error.
+fn checked_ssh_args(ssh_args: &[String]) -> anyhow::Result<()> {
+    if let Some((option, instead)) = crate::ssh_argv::overriding_option(ssh_args) {
+        return Err(usage(format!(
+            "{option} after `--` would be ignored or would not match the pushed key: use {instead}"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SshArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    /// Connect to this IP address instead of the one found for the connection type.
+    #[arg(long, value_name = "IP")]
+    pub(crate) instance_ip: Option<IpAddr>,
+    #[command(flatten)]
+    pub(crate) login: LoginArgs,
+    /// Forward a local port, in ssh's -L form: [bind_address:]port:host:hostport.
+    #[arg(long, value_name = "SPEC", value_parser = parse_forwarding)]
+    pub(crate) local_forwarding: Option<String>,
     /// Print the ssh command line that would run and exit, without pushing a key.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -218,6 +299,60 @@ pub(crate) struct SshArgs {
     /// Extra ssh arguments and a remote command, after `--`, passed to ssh verbatim.
     #[arg(last = true, value_name = "SSH_ARGS", allow_hyphen_values = true)]
     pub(crate) ssh_args: Vec<String>,
+}
+
+/// Which instances `eic exec` and `eic list` take: the union of these, each instance once.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct FleetArgs {
+    /// An instance (i-...); repeatable.
+    #[arg(long = "instance-id", value_name = "ID", value_parser = parse_instance_id)]
+    pub(crate) instance_ids: Vec<String>,
+    /// Every running instance whose Name tag is NAME, exactly; repeatable.
+    #[arg(long = "name", value_name = "NAME", value_parser = parse_name)]
+    pub(crate) names: Vec<String>,
+    /// The running instances that carry this tag; repeatable: an instance must carry them all.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub(crate) tags: Vec<(String, String)>,
+}
+
+impl FleetArgs {
+    fn selection(self) -> Selection {
+        Selection { ids: self.instance_ids, names: self.names, tags: self.tags }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ExecArgs {
+    #[command(flatten)]
+    pub(crate) fleet: FleetArgs,
+    #[command(flatten)]
+    pub(crate) login: LoginArgs,
+    /// At most this many instances at once (and never more tunnels per endpoint than it
+    /// allows, 20).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) parallel: u16,
+    /// Each line of output labelled with its instance as it arrives (text), or one JSON array
+    /// when all are done.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Output::Text)]
+    pub(crate) output: Output,
+    /// ssh options, then the command to run, after `--`.
+    #[arg(last = true, value_name = "COMMAND", allow_hyphen_values = true, required = true)]
+    pub(crate) ssh_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    pub(crate) fleet: FleetArgs,
+    /// Every instance, not only the running ones.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// How eic would reach each instance.
+    #[arg(long, value_enum, value_name = "TYPE", default_value_t = ConnectionType::Auto)]
+    pub(crate) connection_type: ConnectionType,
+    /// A table (text), or a JSON array (docs/fleets.md lists its keys).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Output::Text)]
+    pub(crate) output: Output,
 }
 
 /// The instance, for `ssh` and `open-tunnel`.
@@ -316,6 +451,8 @@ pub(crate) struct Invocation {
 #[derive(Debug)]
 pub(crate) enum Plan {
     Ssh(SshPlan),
+    Exec(ExecPlan),
+    List(ListPlan),
     /// `open-tunnel` without `--local-port`: stdin and stdout are the tunnel.
     OpenTunnel(TunnelPlan),
     /// `open-tunnel --local-port`.
@@ -348,6 +485,28 @@ pub(crate) struct SshPlan {
     pub(crate) debug: bool,
     /// After `--`: ssh options, then a remote command.
     pub(crate) ssh_args: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ExecPlan {
+    pub(crate) selection: Selection,
+    pub(crate) key: KeySource,
+    pub(crate) os_user: String,
+    pub(crate) port: u16,
+    pub(crate) via: Via,
+    pub(crate) parallel: usize,
+    pub(crate) output: Output,
+    pub(crate) debug: bool,
+    /// After `--`: ssh options, then the command.
+    pub(crate) ssh_args: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ListPlan {
+    pub(crate) selection: Selection,
+    pub(crate) any_state: bool,
+    pub(crate) via: Via,
+    pub(crate) output: Output,
 }
 
 #[derive(Debug)]
@@ -400,6 +559,13 @@ impl Cli {
             }
             Command::Completions { shell } => Plan::Completions(shell),
             Command::Man { command } => Plan::Man(command),
+            Command::Exec(args) => Plan::Exec(args.into_plan(self.global.debug)?),
+            Command::List(args) => Plan::List(ListPlan {
+                selection: args.fleet.selection(),
+                any_state: args.all,
+                via: route_asked(args.connection_type, None, None)?,
+                output: args.output,
+            }),
         };
         let global = self.global;
         Ok(Invocation {
@@ -415,41 +581,37 @@ impl Cli {
     }
 }
 
+impl ExecArgs {
+    fn into_plan(self, debug: bool) -> anyhow::Result<ExecPlan> {
+        let selection = self.fleet.selection();
+        if selection.is_empty() {
+            return Err(usage(
+                "name the instances: --instance-id, --name or --tag (each repeatable)",
+            ));
+        }
+        checked_ssh_args(&self.ssh_args)?;
+        if crate::ssh_argv::split_ssh_args(&self.ssh_args).1.is_empty() {
+            return Err(usage("eic exec needs a command after `--` (ssh options may come first)"));
+        }
+        Ok(ExecPlan {
+            selection,
+            key: self.login.key()?,
+            via: self.login.via(None)?,
+            os_user: self.login.os_user,
+            port: self.login.ssh_port,
+            parallel: self.parallel.into(),
+            output: self.output,
+            debug,
+            ssh_args: self.ssh_args,
+        })
+    }
+}
+
 impl SshArgs {
     fn into_plan(self, debug: bool, terminal: bool) -> anyhow::Result<SshPlan> {
-        let via = match (self.connection_type, self.eice_options, self.instance_ip) {
-            (ConnectionType::Direct, Some(_), _) => return Err(usage(
-                "--eice-options cannot be used with --connection-type direct: use --connection-type eice (or auto)",
-            )),
-            (ConnectionType::Auto, _, Some(_)) => {
-                return Err(usage(
-                    "--instance-ip needs an explicit --connection-type direct or eice",
-                ))
-            }
-            (ConnectionType::Direct, None, ip) => Via::Direct { ip },
-            (ConnectionType::Auto, None, None) => Via::Auto,
-            // Any --eice-options means the endpoint, as in the AWS CLI.
-            (ConnectionType::Eice | ConnectionType::Auto, eice, ip) => {
-                let eice = eice.unwrap_or_default();
-                let dns_name = eice.dns_name;
-                Via::Eice {
-                    ip,
-                    endpoint: eice.endpoint_id.map(|id| GivenEndpoint { id, dns_name }),
-                    max_tunnel_duration: eice.max_tunnel_duration,
-                }
-            }
-        };
-        if let Some((option, instead)) = crate::ssh_argv::overriding_option(&self.ssh_args) {
-            return Err(usage(format!(
-                "{option} after `--` would be ignored or would not match the pushed key: use {instead}"
-            )));
-        }
-        let key = match (self.private_key_file, self.push_key) {
-            (Some(path), true) => KeySource::Pushed(path),
-            (Some(path), false) => KeySource::Own(path),
-            (None, false) => KeySource::OneTime,
-            (None, true) => return Err(usage("--push-key needs --private-key-file")),
-        };
+        let via = self.login.via(self.instance_ip)?;
+        checked_ssh_args(&self.ssh_args)?;
+        let key = self.login.key()?;
         let unshareable =
             self.local_forwarding.is_some() || crate::ssh_argv::unshareable(&self.ssh_args);
         Ok(SshPlan {
@@ -457,8 +619,8 @@ impl SshArgs {
                 usage("specify --instance-id or --name (or, on a terminal, pick one from a list)")
             })?,
             key,
-            os_user: self.os_user,
-            port: self.ssh_port,
+            os_user: self.login.os_user,
+            port: self.login.ssh_port,
             via,
             local_forwarding: self.local_forwarding,
             dry_run: self.dry_run,
@@ -635,6 +797,21 @@ pub fn parse_os_user(value: &str) -> Result<String, String> {
 }
 
 /// ssh's `-L` argument: `[bind_address:]port:host:hostport` (or a socket path form).
+/// `--tag KEY=VALUE`: a tag key (1 to 128 characters) and its value (up to 256), no control
+/// characters.
+pub fn parse_tag(value: &str) -> Result<(String, String), String> {
+    let expected = "expected KEY=VALUE (a tag key of 1 to 128 characters, a value of up to 256)";
+    let (key, val) = value.split_once('=').ok_or(expected)?;
+    let ok = !key.is_empty()
+        && key.chars().count() <= 128
+        && val.chars().count() <= 256
+        && !value.chars().any(char::is_control);
+    if !ok {
+        return Err(expected.to_string());
+    }
+    Ok((key.to_string(), val.to_string()))
+}
+
 fn parse_forwarding(value: &str) -> Result<String, String> {
     let ok = value.contains(':')
         && !value.starts_with('-')
@@ -716,8 +893,8 @@ pub fn parse_eice_options(value: &str) -> Result<EiceOptions, String> {
 }
 
 /// The subcommands with a page of their own (`eic-ssh(1)`), as the main page lists them.
-pub(crate) const MAN_PAGES: [&str; 6] =
-    ["ssh", "open-tunnel", "proxy", "ssh-config", "completions", "man"];
+pub(crate) const MAN_PAGES: [&str; 8] =
+    ["ssh", "exec", "list", "open-tunnel", "proxy", "ssh-config", "completions", "man"];
 
 #[cfg(test)]
 mod tests {
@@ -739,9 +916,9 @@ mod tests {
     fn ssh_defaults() {
         let a = ssh(&["--instance-id", "i-0abcdef1"]);
         assert_eq!(a.target.instance_id.as_deref(), Some("i-0abcdef1"));
-        assert_eq!(a.os_user, "ec2-user");
-        assert_eq!(a.ssh_port, 22);
-        assert_eq!(a.connection_type, ConnectionType::Auto);
+        assert_eq!(a.login.os_user, "ec2-user");
+        assert_eq!(a.login.ssh_port, 22);
+        assert_eq!(a.login.connection_type, ConnectionType::Auto);
         assert!(a.ssh_args.is_empty());
     }
 
@@ -1049,13 +1226,58 @@ mod tests {
     }
 
     #[test]
+    fn exec_takes_a_union_of_selectors_and_needs_a_command() {
+        let plan = |args: &[&str]| {
+            let args = [&["exec"], args].concat();
+            parse(&args).map_err(|e| e.to_string())?.into_plan(false).map_err(|e| e.to_string())
+        };
+        let Ok(Invocation { plan: Plan::Exec(exec), .. }) = plan(&[
+            "--instance-id",
+            "i-0123456789abcdef0",
+            "--name",
+            "web-1",
+            "--tag",
+            "role=web",
+            "--tag",
+            "env=prod=blue",
+            "--parallel",
+            "40",
+            "--",
+            "-t",
+            "uptime",
+        ]) else {
+            panic!("an exec plan")
+        };
+        let want = Selection {
+            ids: vec!["i-0123456789abcdef0".into()],
+            names: vec!["web-1".into()],
+            tags: vec![("role".into(), "web".into()), ("env".into(), "prod=blue".into())],
+        };
+        assert_eq!((exec.selection, exec.parallel), (want, 40));
+        assert_eq!(exec.ssh_args, ["-t", "uptime"]);
+        // (arguments, what the error says)
+        for (args, says) in [
+            (&["--", "uptime"][..], "name the instances"),
+            (&["--tag", "role=web", "--", "-t"], "needs a command"),
+            (&["--tag", "role=web", "--", "-l", "root", "id"], "--os-user"),
+            (&["--tag", "novalue", "--", "true"], "KEY=VALUE"),
+            (&["--tag", "=x", "--", "true"], "KEY=VALUE"),
+            (&["--name", "a", "--parallel", "0", "--", "true"], "--parallel"),
+            (&["--name", "a"], "COMMAND"),
+        ] {
+            let err = plan(args).err().unwrap_or_default();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn push_key_needs_a_key_file() {
         assert!(parse(&["ssh", "--instance-id", "i-0123456789abcdef0", "--push-key"]).is_err());
         let a = ssh(&["--instance-id", "i-0123456789abcdef0", "--private-key-file", "k.pem"]);
-        assert!(!a.push_key);
+        assert!(!a.login.push_key);
         let a =
             ssh(&["--instance-id", "i-0123456789abcdef0", "--private-key-file", "k", "--push-key"]);
-        assert!(a.push_key);
+        assert!(a.login.push_key);
     }
 
     #[test]

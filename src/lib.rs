@@ -59,6 +59,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let code = runtime.block_on(async {
         match plan {
             Plan::Ssh(plan) => cmd::ssh::run(&settings, plan).await,
+            Plan::Exec(plan) => cmd::exec::run(&settings, plan).await,
+            Plan::List(plan) => cmd::list::run(&settings, plan).await,
             Plan::OpenTunnel(plan) => cmd::open_tunnel::run(&settings, plan).await,
             Plan::Listen(plan) => cmd::listen::run(&settings, plan).await,
             Plan::Presigned(plan) => cmd::open_tunnel::presigned(&settings, plan).await,

@@ -127,6 +127,136 @@ pub async fn instance(aws: &Aws, which: &InstanceRef) -> anyhow::Result<Instance
     Ok(instance)
 }
 
+/// Which instances `eic exec` and `eic list` take: the union of these, each instance once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub ids: Vec<String>,
+    /// Every instance with this Name tag, exactly.
+    pub names: Vec<String>,
+    /// The instances that carry every one of these tags.
+    pub tags: Vec<(String, String)>,
+}
+
+impl Selection {
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.names.is_empty() && self.tags.is_empty()
+    }
+}
+
+/// What a selection found: the instances, and what was named but cannot be reached.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    pub instances: Vec<Instance>,
+    pub missing: Vec<Missing>,
+}
+
+/// An instance named by id or Name that is missing or not running.
+#[derive(Debug)]
+pub struct Missing {
+    pub instance_id: Option<String>,
+    pub name: Option<String>,
+    pub why: String,
+}
+
+/// The instances of `selection` (running ones unless `any_state`), found with one
+/// DescribeInstances per kind of selector, never one per instance. An empty selection is every
+/// instance. A tag set that matches nothing is an error (254) before anything runs.
+pub async fn fleet(aws: &Aws, selection: &Selection, any_state: bool) -> anyhow::Result<Fleet> {
+    let Selection { ids, names, tags } = selection;
+    let (by_id, by_name, by_tag, every) = tokio::join!(
+        look(aws, Instances::Ids(ids), !ids.is_empty()),
+        look(aws, Instances::Names(names), !names.is_empty()),
+        look(aws, Instances::Tagged(tags), !tags.is_empty()),
+        look(aws, Instances::All, selection.is_empty()),
+    );
+    let (by_id, by_name, by_tag, every) = (by_id?, by_name?, by_tag?, every?);
+    let usable = |i: &Instance| any_state || i.state == "running";
+    let mut fleet = Fleet::default();
+    let add = |fleet: &mut Fleet, instance: &Instance| {
+        if !fleet.instances.iter().any(|i| i.id == instance.id) {
+            fleet.instances.push(instance.clone());
+        }
+    };
+    let region = &aws.region;
+    for id in ids {
+        match by_id.iter().find(|i| i.id == *id) {
+            Some(instance) if usable(instance) => add(&mut fleet, instance),
+            found => fleet.missing.push(Missing {
+                instance_id: Some(id.clone()),
+                name: found.and_then(|i| i.name.clone()),
+                why: match found {
+                    Some(i) => format!("instance {id} is {}, not running", i.state),
+                    None => format!("instance {id} was not found in {region}"),
+                },
+            }),
+        }
+    }
+    for name in names {
+        // EC2's tag filters take `*` and `?` as wildcards: only exact matches count.
+        let named: Vec<&Instance> =
+            by_name.iter().filter(|i| i.name.as_deref() == Some(name.as_str())).collect();
+        let running: Vec<&Instance> = named.iter().copied().filter(|i| usable(i)).collect();
+        if running.is_empty() {
+            let why = match named.first() {
+                Some(i) => {
+                    format!("the instance named `{name}` ({}) is {}, not running", i.id, i.state)
+                }
+                None => format!("no instance is named `{name}` in {region}"),
+            };
+            fleet.missing.push(Missing { instance_id: None, name: Some(name.clone()), why });
+        }
+        running.into_iter().for_each(|i| add(&mut fleet, i));
+    }
+    if !tags.is_empty() {
+        let tagged: Vec<&Instance> = by_tag.iter().filter(|i| usable(i)).collect();
+        if tagged.is_empty() {
+            let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            return Err(error::aws(format!(
+                "no {}instance in {region} carries {}: check the tags and the region",
+                if any_state { "" } else { "running " },
+                tags.join(" and ")
+            )));
+        }
+        tagged.into_iter().for_each(|i| add(&mut fleet, i));
+    }
+    every.iter().filter(|i| usable(i)).for_each(|i| add(&mut fleet, i));
+    Ok(fleet)
+}
+
+/// How eic reaches an instance with the route asked for.
+#[derive(Debug)]
+pub enum Reach {
+    Endpoint {
+        endpoint: ChosenEndpoint,
+        ip: IpAddr,
+    },
+    Direct(IpAddr),
+    /// Not at all, and why.
+    No(String),
+}
+
+/// How eic would reach `instance` with `via`, the region's endpoints at hand: as `eic ssh`
+/// would, from the same route and endpoint choice.
+pub fn reach(instance: &Instance, via: &Via, endpoints: &Endpoints, aws: &Aws) -> Reach {
+    match route(instance, via) {
+        Err(e) => Reach::No(format!("{e:#}")),
+        Ok(Route::Direct(ip)) => Reach::Direct(ip),
+        Ok(Route::Endpoint(ip)) => match endpoints.clone().choose(instance, aws) {
+            Ok(endpoint) => Reach::Endpoint { endpoint, ip },
+            Err(e) => Reach::No(format!("{e:#}")),
+        },
+    }
+}
+
+/// DescribeInstances, when `wanted`.
+async fn look(aws: &Aws, which: Instances<'_>, wanted: bool) -> anyhow::Result<Vec<Instance>> {
+    if wanted {
+        aws.instances(which).await
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 async fn by_name(aws: &Aws, name: &str) -> anyhow::Result<Instance> {
     let region = &aws.region;
     // EC2's tag filters take `*` and `?` as wildcards: only exact matches count.
@@ -180,7 +310,7 @@ fn instance_table(instances: &[Instance]) -> String {
 
 /// The endpoint lookup's result before the instance is known. Listing needs no VPC, so the
 /// lookup runs at the same time as DescribeInstances (one round trip instead of two).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Endpoints {
     /// The endpoint the user named.
     Chosen(ChosenEndpoint),

@@ -31,3 +31,10 @@ pub fn error(err: &anyhow::Error) {
         eprintln!("eic: debug: {err:?}");
     }
 }
+
+/// Another program's stderr line, already labelled by the caller, in one write so that lines
+/// of programs running side by side never mix.
+pub(crate) fn relay(line: &[u8]) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(line);
+}

@@ -661,6 +661,15 @@ pub fn msvc_quote(word: &str) -> String {
     out
 }
 
+/// The ssh client, or the configuration error (253) that says how to install it.
+pub fn require_ssh() -> anyhow::Result<PathBuf> {
+    find_ssh().ok_or_else(|| {
+        crate::error::config(
+            "ssh not found on PATH: install the OpenSSH client (e.g. `apt-get install openssh-client`)",
+        )
+    })
+}
+
 /// The ssh client: on `PATH`, else (Windows) the one Windows installs.
 pub fn find_ssh() -> Option<PathBuf> {
     let name = if cfg!(windows) { "ssh.exe" } else { "ssh" };

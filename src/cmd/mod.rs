@@ -1,6 +1,8 @@
 //! One module per subcommand, each reading top to bottom as its flow over the layers.
 
 pub mod completions;
+pub mod exec;
+pub mod list;
 pub mod listen;
 pub mod man;
 pub mod open_tunnel;

@@ -9,7 +9,6 @@ use tempfile::TempDir;
 
 use crate::aws::{Aws, Configured, Settings};
 use crate::cli::{Output, SshPlan};
-use crate::error;
 use crate::keys;
 use crate::presign;
 use crate::private;
@@ -22,11 +21,7 @@ use crate::target::TunnelTarget;
 pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     // Until ssh runs, a signal ends eic through the normal path, so the key is removed.
     let mut signals = Signals::catch()?;
-    let ssh = ssh_argv::find_ssh().ok_or_else(|| {
-        error::config(
-            "ssh not found on PATH: install the OpenSSH client (e.g. `apt-get install openssh-client`)",
-        )
-    })?;
+    let ssh = ssh_argv::require_ssh()?;
     // The configuration is loaded once: sharing needs it before any API call (a shared
     // connection is found with none), and picking an instance or finding one by --name
     // needs the APIs before the rest.
