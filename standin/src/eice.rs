@@ -192,6 +192,7 @@ struct Live(Arc<Shared>);
 impl Drop for Live {
     fn drop(&mut self) {
         self.0.live.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.ended.send_modify(|n| *n += 1);
     }
 }
 
@@ -485,7 +486,9 @@ fn authorize(shared: &Shared, req: &Request) -> (Result<Plan, Rejection>, Call) 
     })();
     if outcome.is_ok() {
         // Counted in under the world's lock, so that the limit holds; `Live` counts it out.
-        shared.live.fetch_add(1, Ordering::SeqCst);
+        // Refusals (the 429 of `max_tunnels` included) are never counted.
+        let now = shared.live.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak.fetch_max(now, Ordering::SeqCst);
     }
     (outcome, call)
 }

@@ -23,7 +23,7 @@ pub mod world;
 pub use sshd::Sshd;
 pub use world::{
     Call, Credential, Endpoint, Faults, Instance, World, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET,
-    TYPICAL_ENDPOINT_ID, TYPICAL_INSTANCE_ID,
+    FLEET_MAX, SERVICE_MAX_TUNNELS, TYPICAL_ENDPOINT_ID, TYPICAL_INSTANCE_ID,
 };
 
 use anyhow::Context as _;
@@ -52,6 +52,11 @@ pub(crate) struct Shared {
     pub drained: tokio::sync::watch::Sender<Vec<String>>,
     /// Tunnels open now (upgraded and not yet ended), for `Faults::max_tunnels`.
     pub live: std::sync::atomic::AtomicUsize,
+    /// The most tunnels open at once since start: raised with `fetch_max` right after each
+    /// increment of `live`.
+    pub peak: std::sync::atomic::AtomicUsize,
+    /// Bumped after each tunnel is counted out of `live` (for [`StandIn::wait_live_tunnels`]).
+    pub ended: tokio::sync::watch::Sender<u64>,
     /// Bumped by [`StandIn::kill_tunnels`]: every live tunnel ends at once, as a network
     /// failure ends it (no close frame).
     pub kill: tokio::sync::watch::Sender<u64>,
@@ -181,6 +186,8 @@ impl StandIn {
             arrived: tokio::sync::watch::Sender::new(Vec::new()),
             drained: tokio::sync::watch::Sender::new(Vec::new()),
             live: std::sync::atomic::AtomicUsize::new(0),
+            peak: std::sync::atomic::AtomicUsize::new(0),
+            ended: tokio::sync::watch::Sender::new(0),
             kill: tokio::sync::watch::Sender::new(0),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
@@ -208,6 +215,20 @@ impl StandIn {
     pub async fn with_sshd() -> anyhow::Result<(StandIn, Sshd)> {
         let sshd = tokio::task::spawn_blocking(Sshd::start).await??;
         let world = World::typical(sshd.addr()).authorized_keys_dir(sshd.authorized_keys_dir());
+        Ok((StandIn::start(world).await?, sshd))
+    }
+
+    #[cfg(unix)]
+    /// Start an [`Sshd`] and a stand-in serving [`World::fleet`]`(n, sshd)`: port 22 of every
+    /// instance relayed to that one sshd, keys written to its AuthorizedKeysFile dir (a key
+    /// pushed for any instance logs its user in on all: see [`World::authorized_keys_dir`]),
+    /// and at most [`SERVICE_MAX_TUNNELS`] (20) tunnels open at once, as the real endpoint
+    /// allows (`Faults::max_tunnels`; one more is refused with HTTP 429).
+    pub async fn with_fleet(n: usize) -> anyhow::Result<(StandIn, Sshd)> {
+        let sshd = tokio::task::spawn_blocking(Sshd::start).await??;
+        let mut world =
+            World::fleet(n, sshd.addr()).authorized_keys_dir(sshd.authorized_keys_dir());
+        world.faults.max_tunnels = Some(SERVICE_MAX_TUNNELS);
         Ok((StandIn::start(world).await?, sshd))
     }
 
@@ -299,6 +320,26 @@ impl StandIn {
     /// Tunnels open now.
     pub fn live_tunnels(&self) -> usize {
         self.shared.live.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// The most tunnels that were open at the same moment since the stand-in started (refused
+    /// upgrades, such as the 429 of `Faults::max_tunnels`, never count).
+    pub fn peak_tunnels(&self) -> usize {
+        self.shared.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Waits until at most `at_most` tunnels are open (the stand-in counts a tunnel out only
+    /// once its connection has ended, a little after the client sees the end), or `limit` has
+    /// passed; returns the number open then.
+    pub async fn wait_live_tunnels(&self, at_most: usize, limit: Duration) -> usize {
+        let mut ended = self.shared.ended.subscribe();
+        let _ = tokio::time::timeout(limit, async {
+            while self.live_tunnels() > at_most {
+                if ended.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        self.live_tunnels()
     }
     /// Ends every live tunnel at once, without a close frame (as a network failure does).
     pub fn kill_tunnels(&self) {

@@ -148,7 +148,6 @@ impl Sshd {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
-    /// The AuthorizedKeysFile directory (`<dir>/%u`); give it to [`crate::World::authorized_keys_dir`].
     /// Makes a new client key pair at `key` (and `key.pub`) and authorizes it for
     /// [`Sshd::user`] for `valid_for`, as if it had been pushed with SendSSHPublicKey.
     pub fn authorize_new_key(&self, key: &Path, valid_for: Duration) -> anyhow::Result<()> {
@@ -162,6 +161,7 @@ impl Sshd {
         Ok(())
     }
 
+    /// The AuthorizedKeysFile directory (`<dir>/%u`); give it to [`crate::World::authorized_keys_dir`].
     pub fn authorized_keys_dir(&self) -> &Path {
         &self.keys_dir
     }

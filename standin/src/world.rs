@@ -254,6 +254,10 @@ pub struct World {
     pub instances: Vec<Instance>,
     pub endpoints: Vec<Endpoint>,
     /// Where SendSSHPublicKey writes `<dir>/<os_user>` (the sshd fixture's AuthorizedKeysFile dir).
+    ///
+    /// A simplification: the file is per OS user, not per instance. Every instance of a world
+    /// (a [`World::fleet`] has many) relays port 22 to the same sshd, so a key pushed for any
+    /// instance lets its user log in on all of them, for as long as the key is valid.
     pub authorized_keys_dir: Option<PathBuf>,
     /// Validity of a pushed key (60 s like the real service).
     pub key_validity: Duration,
@@ -267,8 +271,15 @@ pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIDSTANDIN";
 pub const DEFAULT_SECRET: &str = "standin-secret";
 /// Id of the instance in [`World::typical`].
 pub const TYPICAL_INSTANCE_ID: &str = "i-0123456789abcdef0";
-/// Id of the endpoint in [`World::typical`].
+/// Id of the endpoint in [`World::typical`] and [`World::fleet`].
 pub const TYPICAL_ENDPOINT_ID: &str = "eice-0123456789abcdef0";
+/// Tunnels the real service allows open at once through one endpoint (`Faults::max_tunnels` of
+/// [`crate::StandIn::with_fleet`]).
+pub const SERVICE_MAX_TUNNELS: usize = 20;
+/// Fleet instances get private IPs 10.0.X.4 to 10.0.X.253 for X in 1..=255 (AWS keeps the first
+/// four and the last address of a /24 subnet): this many at most.
+pub const FLEET_MAX: usize = 255 * FLEET_PER_SUBNET;
+const FLEET_PER_SUBNET: usize = 250;
 
 impl Default for World {
     fn default() -> Self {
@@ -303,6 +314,49 @@ impl World {
                     .target(22, ssh_target),
             )
             .endpoint(Endpoint::new(TYPICAL_ENDPOINT_ID))
+    }
+
+    /// `n` running instances and one endpoint, for tests of many hosts at once.
+    ///
+    /// - The endpoint is [`TYPICAL_ENDPOINT_ID`], `create-complete`, in `vpc-1`/`subnet-1`
+    ///   (as in [`World::typical`]), served by the stand-in.
+    /// - Instance `i` (1-based, in this order) is running in `vpc-1`/`subnet-1`/`us-east-1a`
+    ///   with id [`World::fleet_instance_id`]`(i)` (`i-0` and 16 hex digits that look random:
+    ///   splitmix64 of `i`, which is one-to-one, so ids are unique and none is
+    ///   [`TYPICAL_INSTANCE_ID`]), private IP [`World::fleet_private_ip`]`(i)` (`10.0.1.4`,
+    ///   `10.0.1.5`, ... `10.0.1.253`, `10.0.2.4`, ...: unique, never the typical `10.0.0.5`),
+    ///   port 22 relayed to `ssh_target`, and tags `Name=fleet-<i>`, `role=web` (even `i`) or
+    ///   `role=db` (odd `i`), and `env=test`.
+    ///
+    /// Faults are the defaults (no tunnel limit: [`crate::StandIn::with_fleet`] sets the
+    /// service's). Panics when `n` exceeds [`FLEET_MAX`].
+    pub fn fleet(n: usize, ssh_target: SocketAddr) -> Self {
+        assert!(n <= FLEET_MAX, "a fleet has at most {FLEET_MAX} instances, not {n}");
+        let mut world = World::new().endpoint(Endpoint::new(TYPICAL_ENDPOINT_ID));
+        world.instances = (1..=n)
+            .map(|i| {
+                Instance::new(&Self::fleet_instance_id(i), &Self::fleet_private_ip(i))
+                    .tag("Name", &format!("fleet-{i}"))
+                    .tag("role", if i % 2 == 0 { "web" } else { "db" })
+                    .tag("env", "test")
+                    .target(22, ssh_target)
+            })
+            .collect();
+        world
+    }
+
+    /// The id of instance `i` (1-based) of a [`World::fleet`]: `i-0` and 16 lowercase hex
+    /// digits, deterministic.
+    pub fn fleet_instance_id(i: usize) -> String {
+        format!("i-0{:016x}", crate::splitmix(i as u64))
+    }
+
+    /// The private IPv4 address of instance `i` (1-based, at most [`FLEET_MAX`]) of a
+    /// [`World::fleet`]: `10.0.1.4` for 1, then on through `10.0.1.253`, `10.0.2.4`, ...
+    pub fn fleet_private_ip(i: usize) -> String {
+        assert!((1..=FLEET_MAX).contains(&i), "no fleet instance {i}");
+        let k = i - 1;
+        format!("10.0.{}.{}", 1 + k / FLEET_PER_SUBNET, 4 + k % FLEET_PER_SUBNET)
     }
 
     pub fn instance(mut self, instance: Instance) -> Self {
@@ -371,5 +425,61 @@ impl Endpoint {
             self.dns_name.clone().unwrap_or_else(|| own.dns.clone()),
             self.fips_dns_name.clone().unwrap_or_else(|| own.fips.clone()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn fleet_ids_and_ips_are_unique_and_never_the_typical_ones() {
+        let mut ids = HashSet::new();
+        let mut ips = HashSet::new();
+        for i in 1..=FLEET_MAX {
+            let id = World::fleet_instance_id(i);
+            assert_eq!(id.len(), 2 + 17, "{id}");
+            assert!(id[2..].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')), "{id}");
+            assert_ne!(id, TYPICAL_INSTANCE_ID);
+            assert!(ids.insert(id));
+            let ip = World::fleet_private_ip(i);
+            let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+            let [a, b, c, d] = ip.octets();
+            assert_eq!((a, b), (10, 0));
+            assert!(c >= 1 && (4..=253).contains(&d), "{ip}");
+            assert!(ips.insert(ip));
+        }
+        assert_eq!(World::fleet_private_ip(1), "10.0.1.4");
+        assert_eq!(World::fleet_private_ip(251), "10.0.2.4");
+        assert_eq!(World::fleet_private_ip(FLEET_MAX), "10.0.255.253");
+    }
+
+    #[test]
+    fn fleet_world() {
+        let target: SocketAddr = "127.0.0.1:22".parse().unwrap();
+        let w = World::fleet(4, target);
+        assert_eq!(w.endpoints.len(), 1);
+        assert_eq!(w.endpoints[0].id, TYPICAL_ENDPOINT_ID);
+        assert!(w.endpoints[0].usable());
+        assert_eq!(w.instances.len(), 4);
+        let i2 = &w.instances[1];
+        assert_eq!(i2.id, World::fleet_instance_id(2));
+        assert_eq!(
+            (i2.state.as_str(), i2.vpc_id.as_str(), i2.subnet_id.as_str()),
+            ("running", "vpc-1", "subnet-1")
+        );
+        assert_eq!(
+            i2.tags,
+            [
+                ("Name".into(), "fleet-2".into()),
+                ("role".into(), "web".into()),
+                ("env".into(), "test".into())
+            ]
+        );
+        assert_eq!(w.instances[2].tags[1].1, "db");
+        assert_eq!(i2.targets.get(&22), Some(&target));
+        assert_eq!(w.faults.max_tunnels, None);
+        assert!(World::fleet(0, target).instances.is_empty());
     }
 }

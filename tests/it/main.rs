@@ -14,12 +14,15 @@ mod architecture;
 mod cli;
 mod presign_vectors;
 mod properties;
+mod standin_fleet;
 mod standin_sigv4_vectors;
 
 // End to end, against the stand-in and a real sshd (`/usr/sbin/sshd`): Linux and macOS. The
 // tests that read `/proc` (argv, environ, fds, process states) are marked Linux only.
 #[cfg(unix)]
 mod common;
+#[cfg(unix)]
+mod fleet;
 #[cfg(unix)]
 mod hardening;
 #[cfg(unix)]
