@@ -14,7 +14,6 @@ mod architecture;
 mod cli;
 mod presign_vectors;
 mod properties;
-mod standin_fleet;
 mod standin_sigv4_vectors;
 
 // End to end, against the stand-in and a real sshd (`/usr/sbin/sshd`): Linux and macOS. The
@@ -41,6 +40,8 @@ mod ssh_config;
 mod standin_api;
 #[cfg(unix)]
 mod standin_e2e;
+#[cfg(unix)]
+mod standin_fleet;
 #[cfg(unix)]
 mod standin_sshd;
 #[cfg(unix)]

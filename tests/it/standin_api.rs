@@ -15,7 +15,7 @@ fn target() -> SocketAddr {
     "127.0.0.1:9".parse().unwrap()
 }
 
-fn ec2(s: &StandIn, ak: &str, secret: &str) -> aws_sdk_ec2::Client {
+pub(crate) fn ec2(s: &StandIn, ak: &str, secret: &str) -> aws_sdk_ec2::Client {
     use aws_sdk_ec2::config::{retry::RetryConfig, BehaviorVersion, Credentials, Region};
     let conf = aws_sdk_ec2::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -27,7 +27,7 @@ fn ec2(s: &StandIn, ak: &str, secret: &str) -> aws_sdk_ec2::Client {
     aws_sdk_ec2::Client::from_conf(conf)
 }
 
-fn eic(s: &StandIn) -> aws_sdk_ec2instanceconnect::Client {
+pub(crate) fn eic(s: &StandIn) -> aws_sdk_ec2instanceconnect::Client {
     use aws_sdk_ec2instanceconnect::config::{
         retry::RetryConfig, BehaviorVersion, Credentials, Region,
     };

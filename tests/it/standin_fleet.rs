@@ -9,11 +9,9 @@ use futures_util::{SinkExt, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{Error, Message};
-use tokio_tungstenite::WebSocketStream;
 
-type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+use crate::standin_tunnel::{connect, Ws};
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG8s8bUUqMv3LmuJO6X0iAq8PrqT6GWFqkWW6/mQd5ln test@host";
@@ -22,29 +20,11 @@ const KEY: &str =
 const SETTLE: Duration = Duration::from_secs(10);
 
 fn ec2(s: &StandIn) -> aws_sdk_ec2::Client {
-    use aws_sdk_ec2::config::{retry::RetryConfig, BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_ec2::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(s.api_url())
-        .credentials_provider(Credentials::new("AKIDSTANDIN", "standin-secret", None, None, "test"))
-        .retry_config(RetryConfig::disabled())
-        .build();
-    aws_sdk_ec2::Client::from_conf(conf)
+    crate::standin_api::ec2(s, "AKIDSTANDIN", "standin-secret")
 }
 
 fn instance_connect(s: &StandIn) -> aws_sdk_ec2instanceconnect::Client {
-    use aws_sdk_ec2instanceconnect::config::{
-        retry::RetryConfig, BehaviorVersion, Credentials, Region,
-    };
-    let conf = aws_sdk_ec2instanceconnect::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(s.api_url())
-        .credentials_provider(Credentials::new("AKIDSTANDIN", "standin-secret", None, None, "test"))
-        .retry_config(RetryConfig::disabled())
-        .build();
-    aws_sdk_ec2instanceconnect::Client::from_conf(conf)
+    crate::standin_api::eic(s)
 }
 
 async fn push(s: &StandIn, instance_id: &str, user: &str, key: &str) {
@@ -73,15 +53,6 @@ async fn describe(
 
 fn tag<'a>(i: &'a aws_sdk_ec2::types::Instance, key: &str) -> Option<&'a str> {
     i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
-}
-
-/// Connect over TLS (trusting the stand-in's CA) and upgrade with `url`, whose host is sent.
-async fn connect(s: &StandIn, url: &str) -> Result<Ws, Error> {
-    let tcp = TcpStream::connect(s.eice_addr()).await?;
-    let tls = tokio_rustls::TlsConnector::from(s.rustls_client_config())
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await?;
-    Ok(tokio_tungstenite::client_async(url, tls).await?.0)
 }
 
 /// An upgraded tunnel, or the refusal's (HTTP status, ErrorCode).

@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Error, Message};
 use tokio_tungstenite::WebSocketStream;
 
-type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
 async fn standin() -> StandIn {
     let (echo, _) = tcp_echo().await.unwrap();
@@ -24,7 +24,7 @@ async fn standin() -> StandIn {
 }
 
 /// Connect over TLS (trusting the stand-in's CA) and upgrade with `url`, whose host is sent.
-async fn connect(s: &StandIn, url: &str) -> Result<Ws, Error> {
+pub(crate) async fn connect(s: &StandIn, url: &str) -> Result<Ws, Error> {
     let tcp = TcpStream::connect(s.eice_addr()).await?;
     let tls = tokio_rustls::TlsConnector::from(s.rustls_client_config())
         .connect("localhost".try_into().unwrap(), tcp)
