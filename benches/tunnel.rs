@@ -9,6 +9,8 @@
 //! Environment:
 //! - `EIC_BENCH_SCALE` (default 1): multiplies the transfer sizes (B1 1 GiB, B2 256 MiB).
 //! - `EIC_BENCH_RUNS` (default 5): runs per case (B2 and B3/B4 do twice as many, B7 four times).
+//!   B9 (issue 25) starts a fleet of its own (40 instances behind one endpoint, its own sshd)
+//!   and times `eic exec` on 2, 10 and 40 of them against one `eic ssh --no-reuse` login.
 //! - `EIC_BENCH_PINGS` (default 1000): round trips per B5 sample.
 //! - `EIC_BENCH_CASES` (default all), or arguments: e.g. `B1,B5` (B6's stdio figure comes
 //!   with B1, its listener figure with B6; B4 comes with B3).
@@ -169,6 +171,7 @@ fn run() -> anyhow::Result<bool> {
         case!("B1", "B1", cases::b1);
         case!("B2", "B2", cases::b2);
         case!("B8", "B8", cases::b8);
+        case!("B9", "B9", cases::b9);
         drop(lab);
 
         rows.sort_by_key(|r| r.case);

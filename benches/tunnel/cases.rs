@@ -1,5 +1,6 @@
-//! The cases B1-B7 of issue 7. Each runs eic and the reference alternately, so that a pair of
-//! samples shares the machine's state of the moment, and returns rows of paired samples.
+//! The cases B1-B7 of issue 7, B8 (issue 19) and B9 (issue 25). Each runs eic and the reference
+//! alternately, so that a pair of samples shares the machine's state of the moment, and returns
+//! rows of paired samples.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -8,10 +9,10 @@ use anyhow::{bail, Context as _};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::lab::{
-    big_file, connect, cpu_seconds, peak_rss_mib, rss_split, within, Lab, Proc, ECHO_IP, IO_CHUNK,
-    SINK_IP, SOURCE_IP, TARGET_PORT,
+    big_file, connect, cpu_seconds, peak_rss_mib, rss_split, within, CpuUse, Fleet, Lab, Proc,
+    ECHO_IP, IO_CHUNK, SINK_IP, SOURCE_IP, TARGET_PORT,
 };
-use crate::stats::{percentile, Row, Target};
+use crate::stats::{percentile, Row, Summary, Target};
 use crate::Config;
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -844,4 +845,182 @@ pub async fn b7(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
             Target::None,
         ),
     ])
+}
+
+// ---- B9: `eic exec` on 2, 10 and 40 instances against one login ----
+
+/// One timed run of B9: wall time, and CPU by part (see [`CpuUse`]).
+struct FleetRun {
+    ms: f64,
+    cpu: CpuUse,
+}
+
+/// Runs `cmd` to its exit (status 0), timed from spawn to exit; then waits for the run's
+/// processes to end (sshd's forks, the tunnel processes) and reads what CPU each part used.
+/// Checks that exactly `pushes` keys were pushed.
+async fn fleet_run(
+    fleet: &Fleet,
+    mut cmd: tokio::process::Command,
+    what: &str,
+    pushes: usize,
+) -> anyhow::Result<FleetRun> {
+    let pushed = fleet.standin.count("SendSSHPublicKey");
+    let before = CpuUse::now(fleet.sshd_pid)?;
+    let started = Instant::now();
+    let proc = Proc::spawn(what, &mut cmd, Stdio::null(), Stdio::null())?;
+    proc.finish(B9_LIMIT).await?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    // The stand-in's share is read at the exit: the wait below scans /proc, in this process.
+    let at_exit = CpuUse::now(fleet.sshd_pid)?;
+    fleet.settle(Duration::from_secs(5)).await;
+    let after = CpuUse::now(fleet.sshd_pid)?;
+    let cpu = CpuUse { bench: at_exit.since(before).bench, ..after.since(before) };
+    let n = fleet.standin.count("SendSSHPublicKey") - pushed;
+    anyhow::ensure!(n == pushes, "{what}: {n} key pushes, not {pushes}");
+    Ok(FleetRun { ms, cpu })
+}
+
+const B9_LIMIT: Duration = Duration::from_secs(120);
+
+/// One of B9's fleet sizes: how many instances, the target (exec's time / one login's, at
+/// most), and the metrics' names.
+struct FleetSize {
+    n: usize,
+    target: Option<f64>,
+    time: &'static str,
+    cpu: &'static str,
+}
+
+const B9_SIZES: [FleetSize; 3] = [
+    FleetSize { n: 2, target: Some(1.5), time: "exec_2_time", cpu: "exec_2_cpu" },
+    FleetSize { n: 10, target: None, time: "exec_10_time", cpu: "exec_10_cpu" },
+    FleetSize { n: 40, target: Some(4.0), time: "exec_40_time", cpu: "exec_40_cpu" },
+];
+
+pub async fn b9(lab: &Lab, cfg: &Config) -> anyhow::Result<Vec<Row>> {
+    let largest = &B9_SIZES[B9_SIZES.len() - 1];
+    let fleet = &Fleet::start(lab.eic.clone(), largest.n).await?;
+    if fleet.sshd_pid.is_none() {
+        eprintln!("  B9: the sshd daemon was not found in /proc: its CPU counts as the rest");
+    }
+    let parallel = largest.n;
+    let login = || fleet_run(fleet, fleet.eic_ssh("true"), "eic ssh --no-reuse -- true", 1);
+    let exec = |n: usize| {
+        let what = format!("eic exec on {n} instances -- true");
+        async move { fleet_run(fleet, fleet.exec(n, parallel, "true"), &what, n).await }
+    };
+    // Warm-up: page cache, sshd's first fork, ssh's first key load.
+    login().await?;
+    exec(2).await?;
+    let mut logins: Vec<FleetRun> = Vec::new();
+    let mut execs: Vec<Vec<FleetRun>> = B9_SIZES.iter().map(|_| Vec::new()).collect();
+    let steps = B9_SIZES.len() + 1;
+    for run in 0..cfg.runs {
+        // Rotate the order of the login and the three execs from run to run.
+        for step in 0..steps {
+            match (run + step) % steps {
+                0 => logins.push(login().await?),
+                k => execs[k - 1].push(exec(B9_SIZES[k - 1].n).await?),
+            }
+        }
+        let join = |f: &dyn Fn(&FleetRun) -> f64| {
+            execs.iter().map(|e| format!("{:.0}", f(&e[run]))).collect::<Vec<_>>().join("/")
+        };
+        eprintln!(
+            "  B9 run {}: one login {:.0} ms, {:.0} ms CPU; exec on 2/10/40 {} ms, {} ms CPU",
+            run + 1,
+            logins[run].ms,
+            logins[run].cpu.machine * 1e3,
+            join(&|t| t.ms),
+            join(&|t| t.cpu.machine * 1e3),
+        );
+    }
+    let median = |v: &[FleetRun], f: fn(&CpuUse) -> f64| {
+        let ms: Vec<f64> = v.iter().map(|t| f(&t.cpu) * 1e3).collect();
+        Summary::of(&ms).map_or(0.0, |s| s.median)
+    };
+    let kinds = std::iter::once(("one login".to_string(), &logins))
+        .chain(B9_SIZES.iter().zip(&execs).map(|(s, e)| (format!("exec on {}", s.n), e)));
+    for (what, runs) in kinds {
+        eprintln!(
+            "  B9 CPU, median ms, {what}: machine {:.0} = eic and ssh {:.0} + stand-in {:.0} \
+             + sshd {:.0} + rest {:.0}",
+            median(runs, |c| c.machine),
+            median(runs, |c| c.children),
+            median(runs, |c| c.bench),
+            median(runs, |c| c.sshd),
+            median(runs, |c| c.rest()),
+        );
+    }
+    let refused = fleet.standin.calls_of("OpenTunnel").iter().filter(|c| c.status == 429).count();
+    let peak = fleet.standin.peak_tunnels();
+    eprintln!(
+        "  B9: at most {peak} tunnels open at once (the endpoint allows 20), {refused} refused"
+    );
+
+    let cpu_ms =
+        |v: &[FleetRun], f: fn(&CpuUse) -> f64| v.iter().map(|t| f(&t.cpu) * 1e3).collect();
+    let reference = "one eic ssh --no-reuse";
+    let row = |metric, what, eic, reference_runs: Vec<f64>, target| Row {
+        case: "B9",
+        metric,
+        what,
+        unit: "ms",
+        reference_is: reference,
+        eic,
+        reference: reference_runs,
+        target,
+    };
+    let mut rows = Vec::new();
+    for (size, runs) in B9_SIZES.iter().zip(&execs) {
+        rows.push(row(
+            size.time,
+            format!("`eic exec --parallel {parallel}` on {} instances -- true", size.n),
+            runs.iter().map(|t| t.ms).collect(),
+            logins.iter().map(|t| t.ms).collect(),
+            size.target.map_or(Target::None, Target::RatioAtMost),
+        ));
+    }
+    for (size, runs) in B9_SIZES.iter().zip(&execs) {
+        rows.push(row(
+            size.cpu,
+            format!("CPU of the machine (all cores), exec on {}", size.n),
+            cpu_ms(runs, |c| c.machine),
+            cpu_ms(&logins, |c| c.machine),
+            Target::None,
+        ));
+    }
+    let n = largest.n;
+    type Part = fn(&CpuUse) -> f64;
+    let parts: [(&'static str, String, Part); 4] = [
+        ("exec_cpu_clients", format!("CPU of eic and its ssh processes, exec on {n}"), |c| {
+            c.children
+        }),
+        (
+            "exec_cpu_standin",
+            format!("CPU of the stand-in (API, TLS endpoint), exec on {n}"),
+            |c| c.bench,
+        ),
+        (
+            "exec_cpu_sshd",
+            format!("CPU of sshd and its forks (the remote shell too), exec on {n}"),
+            |c| c.sshd,
+        ),
+        ("exec_cpu_rest", format!("CPU of the rest (tunnel processes), exec on {n}"), |c| c.rest()),
+    ];
+    let last = &execs[execs.len() - 1];
+    for (metric, what, part) in parts {
+        rows.push(row(metric, what, cpu_ms(last, part), cpu_ms(&logins, part), Target::None));
+    }
+    rows.push(Row {
+        case: "B9",
+        metric: "exec_peak_tunnels",
+        what: "most tunnels open at once (the endpoint allows 20)".into(),
+        unit: "tunnels",
+        reference_is: "-",
+        eic: vec![peak as f64],
+        reference: Vec::new(),
+        target: Target::None,
+    });
+    Ok(rows)
 }

@@ -80,13 +80,7 @@ impl Lab {
         let (relay_source, t3) = eic_standin::tcp_relay(source.addr).await?;
         let (relay_echo, t4) = eic_standin::tcp_relay(echo).await?;
 
-        let home = tempfile::Builder::new().prefix("eic-bench-home").tempdir()?;
-        std::fs::create_dir(home.path().join(".ssh"))?;
-        // `*`: whatever HostKeyAlias is used (the instance id), it is this sshd.
-        std::fs::write(
-            home.path().join(".ssh/known_hosts"),
-            format!("* {}\n", sshd.host_public_key()),
-        )?;
+        let home = bench_home(&sshd)?;
         let key = home.path().join("id_bench");
         sshd.authorize_new_key(&key, Duration::from_secs(24 * 3600))?;
         let runtime_dir = tempfile::Builder::new().prefix("eic-bench-xdg").tempdir()?;
@@ -110,16 +104,7 @@ impl Lab {
 
     /// Clears the AWS and proxy environment, points it at the stand-in, sets the bench's HOME.
     pub fn isolate(&self, cmd: &mut Command) {
-        for (key, _) in std::env::vars_os() {
-            let name = key.to_string_lossy();
-            if name.starts_with("AWS_") || name.to_ascii_lowercase().ends_with("_proxy") {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.envs(self.standin.env());
-        cmd.env("HOME", self.home.path());
-        cmd.env("XDG_RUNTIME_DIR", self.runtime_dir.path());
-        cmd.kill_on_drop(true);
+        isolate(cmd, &self.standin, self.home.path(), self.runtime_dir.path());
     }
 
     /// `eic ARGS`, isolated.
@@ -174,22 +159,7 @@ impl Lab {
 
     /// ssh options that keep the client away from the real ~/.ssh and never prompt.
     pub fn ssh_options(&self) -> Vec<String> {
-        let known_hosts = self.home.path().join(".ssh/known_hosts");
-        [
-            "-F".into(),
-            "/dev/null".into(),
-            "-o".into(),
-            format!("UserKnownHostsFile={}", known_hosts.display()),
-            "-o".into(),
-            "StrictHostKeyChecking=yes".into(),
-            "-o".into(),
-            "BatchMode=yes".into(),
-            "-o".into(),
-            "LogLevel=ERROR".into(),
-            "-o".into(),
-            "IdentityAgent=none".into(),
-        ]
-        .to_vec()
+        ssh_options(self.home.path())
     }
 
     /// `ssh` with `proxy` as ProxyCommand and the pre-authorized key, running `remote`.
@@ -226,6 +196,222 @@ impl Lab {
         args.push(remote.into());
         self.eic(&args)
     }
+}
+
+/// Clears the AWS and proxy environment, points it at `standin`, sets HOME and XDG_RUNTIME_DIR.
+fn isolate(cmd: &mut Command, standin: &StandIn, home: &Path, runtime_dir: &Path) {
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("AWS_") || name.to_ascii_lowercase().ends_with("_proxy") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.envs(standin.env());
+    cmd.env("HOME", home);
+    cmd.env("XDG_RUNTIME_DIR", runtime_dir);
+    cmd.kill_on_drop(true);
+}
+
+/// ssh options that keep the client away from the real ~/.ssh (`home`'s known_hosts only) and
+/// never prompt.
+fn ssh_options(home: &Path) -> Vec<String> {
+    let known_hosts = home.join(".ssh/known_hosts");
+    [
+        "-F".into(),
+        "/dev/null".into(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", known_hosts.display()),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        "LogLevel=ERROR".into(),
+        "-o".into(),
+        "IdentityAgent=none".into(),
+    ]
+    .to_vec()
+}
+
+/// A throw-away HOME whose known_hosts trusts `sshd` under any name.
+fn bench_home(sshd: &Sshd) -> anyhow::Result<tempfile::TempDir> {
+    let home = tempfile::Builder::new().prefix("eic-bench-home").tempdir()?;
+    std::fs::create_dir(home.path().join(".ssh"))?;
+    // `*`: whatever HostKeyAlias is used (the instance id), it is this sshd.
+    std::fs::write(
+        home.path().join(".ssh/known_hosts"),
+        format!("* {}\n", sshd.host_public_key()),
+    )?;
+    Ok(home)
+}
+
+// ---- B9's world: a fleet behind one endpoint ----
+
+/// `StandIn::with_fleet(n)`: `n` instances behind one endpoint that allows 20 tunnels at once,
+/// port 22 of each relayed to one sshd of its own; a HOME and runtime directory of its own.
+pub struct Fleet {
+    pub standin: StandIn,
+    pub sshd: Sshd,
+    /// The sshd daemon's pid (its per-connection forks are its children), when found.
+    pub sshd_pid: Option<u32>,
+    pub size: usize,
+    eic: PathBuf,
+    home: tempfile::TempDir,
+    runtime_dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    pub async fn start(eic: PathBuf, size: usize) -> anyhow::Result<Fleet> {
+        let (standin, sshd) = StandIn::with_fleet(size).await.context(
+            "starting a fleet stand-in and its sshd (needs /usr/sbin/sshd: apt-get install -y openssh-server)",
+        )?;
+        let home = bench_home(&sshd)?;
+        let runtime_dir = tempfile::Builder::new().prefix("eic-bench-xdg").tempdir()?;
+        let sshd_pid = child_pid_with_arg(sshd.scratch_dir());
+        Ok(Fleet { standin, sshd, sshd_pid, size, eic, home, runtime_dir })
+    }
+
+    fn eic(&self, args: &[String]) -> Command {
+        let mut cmd = Command::new(&self.eic);
+        cmd.args(args);
+        isolate(&mut cmd, &self.standin, self.home.path(), self.runtime_dir.path());
+        cmd
+    }
+
+    /// `eic exec --os-user U --parallel P --instance-id I1 ... --instance-id In -- <isolating
+    /// ssh options> REMOTE` on the first `count` instances.
+    pub fn exec(&self, count: usize, parallel: usize, remote: &str) -> Command {
+        let mut args: Vec<String> = ["exec", "--os-user", self.sshd.user(), "--parallel"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([parallel.to_string()])
+            .collect();
+        for i in 1..=count.min(self.size) {
+            args.extend(["--instance-id".into(), World::fleet_instance_id(i)]);
+        }
+        args.push("--".into());
+        args.extend(ssh_options(self.home.path()));
+        args.push(remote.into());
+        self.eic(&args)
+    }
+
+    /// `eic ssh --instance-id <the first instance> --os-user U --no-reuse -- <isolating ssh
+    /// options> REMOTE`: one login of its own.
+    pub fn eic_ssh(&self, remote: &str) -> Command {
+        let mut args: Vec<String> = ["ssh", "--instance-id", &World::fleet_instance_id(1)]
+            .iter()
+            .chain(&["--os-user", self.sshd.user(), "--no-reuse", "--"])
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(ssh_options(self.home.path()));
+        args.push(remote.into());
+        self.eic(&args)
+    }
+
+    /// Waits (at most `limit`) until every process of the last run has ended: sshd's
+    /// per-connection forks (reaped by the daemon, so that their CPU is in its `cutime`) and the
+    /// tunnel processes (ssh's ProxyCommands: they name this stand-in's endpoint DNS name).
+    pub async fn settle(&self, limit: Duration) {
+        let dns = self.standin.eice_dns_name();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let busy = processes().any(|(pid, ppid)| {
+                Some(ppid) == self.sshd_pid
+                    || (pid != std::process::id() && cmdline(pid).iter().any(|a| a.contains(&dns)))
+            });
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// `(pid, ppid)` of every process, from /proc.
+fn processes() -> impl Iterator<Item = (u32, u32)> {
+    std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After `(comm)`: state, then ppid.
+        let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+        Some((pid, ppid))
+    })
+}
+
+/// A process's arguments (empty once it has exited).
+fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pid of a child of this process one of whose arguments contains `dir`.
+fn child_pid_with_arg(dir: &Path) -> Option<u32> {
+    let dir = dir.display().to_string();
+    let me = std::process::id();
+    processes()
+        .filter(|(_, ppid)| *ppid == me)
+        .map(|(pid, _)| pid)
+        .find(|pid| cmdline(*pid).iter().any(|a| a.contains(&dir)))
+}
+
+/// CPU seconds used so far by the whole machine and by the parts of it B9 can name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    /// Every CPU's busy time (/proc/stat: user, nice, system, irq, softirq, steal).
+    pub machine: f64,
+    /// The bench process itself: the stand-in (API, TLS WebSocket endpoint, relays to sshd).
+    pub bench: f64,
+    /// The bench's children once reaped, with what they reaped: eic, the ssh processes it
+    /// waited for, and the tunnel processes that ended before their ssh.
+    pub children: f64,
+    /// The sshd daemon and its per-connection forks (reaped).
+    pub sshd: f64,
+}
+
+impl CpuUse {
+    pub fn now(sshd: Option<u32>) -> anyhow::Result<CpuUse> {
+        let me = std::process::id();
+        let line = std::fs::read_to_string("/proc/stat")?
+            .lines()
+            .next()
+            .map(str::to_string)
+            .context("empty /proc/stat")?;
+        let jiffies: Vec<f64> =
+            line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0.0)).collect();
+        let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| jiffies.get(*i)).sum();
+        Ok(CpuUse {
+            machine: busy / clock_ticks(),
+            bench: stat_seconds(me, &[14, 15])?,
+            children: stat_seconds(me, &[16, 17])?,
+            sshd: sshd.map_or(Ok(0.0), |pid| stat_seconds(pid, &[14, 15, 16, 17]))?,
+        })
+    }
+
+    /// What was used between `before` and `self`.
+    pub fn since(self, before: CpuUse) -> CpuUse {
+        CpuUse {
+            machine: micro(self.machine - before.machine),
+            bench: micro(self.bench - before.bench),
+            children: micro(self.children - before.children),
+            sshd: micro(self.sshd - before.sshd),
+        }
+    }
+
+    /// What none of the named parts used: mostly the tunnel processes (ssh's ProxyCommands: ssh
+    /// does not wait for them, so most end after it and init reaps them), then the rest of the
+    /// machine.
+    pub fn rest(&self) -> f64 {
+        micro(self.machine - self.bench - self.children - self.sshd)
+    }
+}
+
+/// Rounded to the microsecond: the times are whole clock ticks, and a difference of them
+/// should not be 1e-17 where it is 0 (a ratio to it would be absurd).
+fn micro(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e6
 }
 
 fn socat_args(relay: SocketAddr) -> Vec<String> {
@@ -475,15 +661,22 @@ impl Proc {
 
 /// CPU time (user + system, all threads) of a live process, from /proc/PID/stat.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    stat_seconds(pid, &[14, 15])
+}
+
+/// The sum of some time fields of /proc/PID/stat (1-based: utime 14, stime 15, cutime 16 and
+/// cstime 17, the last two of the children it has reaped), in seconds.
+fn stat_seconds(pid: u32, fields: &[usize]) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // Fields after the `(comm)`: state is field 3, utime 14 and stime 15 (1-based).
+    // Fields after the `(comm)`: state is field 3.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).context("odd /proc/PID/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields.get(i - 3).context("short /proc/PID/stat")?.parse::<f64>()?)
-    };
-    Ok((ticks(14)? + ticks(15)?) / clock_ticks())
+    let all: Vec<&str> = rest.split_whitespace().collect();
+    let mut ticks = 0.0;
+    for i in fields {
+        ticks += all.get(i - 3).context("short /proc/PID/stat")?.parse::<f64>()?;
+    }
+    Ok(ticks / clock_ticks())
 }
 
 /// Peak resident set size (VmHWM) of a live process, in MiB.
