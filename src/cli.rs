@@ -275,9 +275,10 @@ pub(crate) struct SshArgs {
     pub(crate) instance_ip: Option<IpAddr>,
     #[command(flatten)]
     pub(crate) login: LoginArgs,
-    /// Forward a local port, in ssh's -L form: [bind_address:]port:host:hostport.
+    /// Forward a local port, in ssh's -L form: [bind_address:]port:host:hostport; repeatable
+    /// (every one is forwarded; the AWS CLI keeps only the last: aws/aws-cli#9101).
     #[arg(long, value_name = "SPEC", value_parser = parse_forwarding)]
-    pub(crate) local_forwarding: Option<String>,
+    pub(crate) local_forwarding: Vec<String>,
     /// Print the ssh command line that would run and exit, without pushing a key.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -475,7 +476,7 @@ pub(crate) struct SshPlan {
     pub(crate) os_user: String,
     pub(crate) port: u16,
     pub(crate) via: Via,
-    pub(crate) local_forwarding: Option<String>,
+    pub(crate) local_forwarding: Vec<String>,
     pub(crate) dry_run: bool,
     pub(crate) output: Output,
     /// Share the connection, for this many seconds after its last session.
@@ -613,7 +614,7 @@ impl SshArgs {
         checked_ssh_args(&self.ssh_args)?;
         let key = self.login.key()?;
         let unshareable =
-            self.local_forwarding.is_some() || crate::ssh_argv::unshareable(&self.ssh_args);
+            !self.local_forwarding.is_empty() || crate::ssh_argv::unshareable(&self.ssh_args);
         Ok(SshPlan {
             instance: self.target.instance(terminal).ok_or_else(|| {
                 usage("specify --instance-id or --name (or, on a terminal, pick one from a list)")

@@ -68,7 +68,7 @@ pub struct SshCommand {
     pub instance_id: String,
     /// `None` for a direct connection.
     pub proxy: Option<TunnelCommand>,
-    pub local_forwarding: Option<String>,
+    pub local_forwarding: Vec<String>,
     pub debug: bool,
     /// The arguments after `--`: ssh options, then a remote command.
     pub extra: Vec<String>,
@@ -130,7 +130,7 @@ impl SshCommand {
         session(
             &mut args,
             self.port,
-            self.local_forwarding.as_deref(),
+            &self.local_forwarding,
             self.debug,
             &self.extra,
             &destination,
@@ -159,7 +159,7 @@ pub fn over_master(
     user: &str,
     instance_id: &str,
     port: u16,
-    local_forwarding: Option<&str>,
+    local_forwarding: &[String],
     debug: bool,
     extra: &[String],
 ) -> Vec<String> {
@@ -183,14 +183,14 @@ pub fn over_master(
 fn session(
     args: &mut Vec<String>,
     port: u16,
-    local_forwarding: Option<&str>,
+    local_forwarding: &[String],
     debug: bool,
     extra: &[String],
     destination: &str,
 ) {
     args.extend(["-p".into(), port.to_string()]);
-    if let Some(spec) = local_forwarding {
-        args.extend(["-L".into(), spec.to_string()]);
+    for spec in local_forwarding {
+        args.extend(["-L".into(), spec.clone()]);
     }
     if debug {
         args.push("-v".into());
@@ -746,7 +746,7 @@ mod tests {
                 debug: false,
                 detach_stderr: false,
             }),
-            local_forwarding: Some("8080:localhost:80".into()),
+            local_forwarding: vec!["8080:localhost:80".into()],
             debug: true,
             extra: strings(extra),
             master: None,

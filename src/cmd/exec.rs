@@ -212,7 +212,7 @@ async fn turn(
         port: plan.port,
         instance_id: instance.id.clone(),
         proxy,
-        local_forwarding: None,
+        local_forwarding: Vec::new(),
         debug: plan.debug,
         extra: plan.ssh_args.clone(),
         master: None,

@@ -81,7 +81,7 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
                 &plan.os_user,
                 &instance_id,
                 plan.port,
-                plan.local_forwarding.as_deref(),
+                &plan.local_forwarding,
                 plan.debug,
                 &plan.ssh_args,
             );

@@ -120,29 +120,33 @@ async fn piped_stdin_drives_a_login_shell() {
 }
 
 #[tokio::test]
-async fn local_forwarding_carries_a_tcp_connection() {
+async fn every_local_forwarding_carries_a_tcp_connection() {
+    // Two --local-forwarding: both are forwarded (the AWS CLI keeps only the last one).
     let lab = Lab::start().await;
     let runtime = runtime_dir();
     let (echo, _task) = eic_standin::tcp_echo().await.unwrap();
-    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let spec = format!("{local}:127.0.0.1:{}", echo.port());
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let locals = [free(), free()];
+    let specs = locals.map(|local| format!("{local}:127.0.0.1:{}", echo.port()));
     let mut cmd = eic_ssh(
         &lab,
         &runtime,
-        &["--local-forwarding", &spec],
+        &["--local-forwarding", &specs[0], "--local-forwarding", &specs[1]],
         &["-o", "ExitOnForwardFailure=yes", "echo ready; exec sleep 60"],
     );
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    // The forward is listening before the remote command runs.
+    // The forwards listen before the remote command runs.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = tokio::time::timeout(LIMIT, lines.next_line()).await.unwrap().unwrap();
     assert_eq!(ready.as_deref(), Some("ready"));
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local)).await.unwrap();
-    conn.write_all(b"through the forward").await.unwrap();
-    let mut buf = [0u8; 19];
-    tokio::time::timeout(LIMIT, conn.read_exact(&mut buf)).await.unwrap().unwrap();
-    assert_eq!(&buf, b"through the forward");
+    for local in locals {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+        conn.write_all(b"through the forward").await.unwrap();
+        let mut buf = [0u8; 19];
+        tokio::time::timeout(LIMIT, conn.read_exact(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(&buf, b"through the forward", "through {local}");
+    }
     child.kill().await.unwrap();
 }
 
