@@ -255,6 +255,29 @@ fn route_asked(
         })
 }
 
+/// `--reconnect` keeps forwardings: there must be one, and nothing a session could not
+/// survive being started again (a remote command, a terminal, ssh going to the background).
+fn forwarding_only(local_forwarding: &[String], ssh_args: &[String]) -> anyhow::Result<()> {
+    use crate::ssh_argv::{option_letters, split_ssh_args};
+    let (options, command) = split_ssh_args(ssh_args);
+    let letters = option_letters(options);
+    if !command.is_empty() {
+        return Err(usage("--reconnect keeps forwardings only: no remote command after `--`"));
+    }
+    if let Some((letter, _)) = letters.iter().find(|(l, _)| matches!(l, 't' | 'f')) {
+        return Err(usage(format!(
+            "--reconnect cannot be used with -{letter}: it keeps forwardings only (-N)"
+        )));
+    }
+    let forwards = letters.iter().any(|(l, _)| matches!(l, 'L' | 'R' | 'D'));
+    if local_forwarding.is_empty() && !forwards {
+        return Err(usage(
+            "--reconnect needs a forwarding: --local-forwarding, or -L, -R or -D after `--`",
+        ));
+    }
+    Ok(())
+}
+
 /// The options after `--`: ssh's, then the remote command. One that would silently undo eic's
 /// (`-l`, `-p`, `-o User`) is a usage error.
 fn checked_ssh_args(ssh_args: &[String]) -> anyhow::Result<()> {
@@ -293,6 +316,11 @@ pub(crate) struct SshArgs {
     /// End the shared connection to the instance (for this --os-user and --ssh-port).
     #[arg(long, conflicts_with_all = ["dry_run", "no_reuse"])]
     pub(crate) stop: bool,
+    /// Keep forwardings up: a forwarding-only session (-N implied) that eic starts again, with
+    /// a new key and tunnel, whenever its connection drops (the endpoint ends every tunnel
+    /// after at most an hour).
+    #[arg(long, conflicts_with_all = ["stop", "dry_run"])]
+    pub(crate) reconnect: bool,
     /// What --dry-run prints: the ssh command line (text), or the resolved plan as JSON
     /// (instance, address, route, endpoint, ssh's argv), for scripts.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Output::Text, requires = "dry_run")]
@@ -483,6 +511,8 @@ pub(crate) struct SshPlan {
     pub(crate) persist: Option<u32>,
     /// End the shared connection instead.
     pub(crate) stop: bool,
+    /// Start the forwarding-only session again whenever its connection drops.
+    pub(crate) reconnect: bool,
     pub(crate) debug: bool,
     /// After `--`: ssh options, then a remote command.
     pub(crate) ssh_args: Vec<String>,
@@ -612,6 +642,9 @@ impl SshArgs {
     fn into_plan(self, debug: bool, terminal: bool) -> anyhow::Result<SshPlan> {
         let via = self.login.via(self.instance_ip)?;
         checked_ssh_args(&self.ssh_args)?;
+        if self.reconnect {
+            forwarding_only(&self.local_forwarding, &self.ssh_args)?;
+        }
         let key = self.login.key()?;
         let unshareable =
             !self.local_forwarding.is_empty() || crate::ssh_argv::unshareable(&self.ssh_args);
@@ -632,6 +665,7 @@ impl SshArgs {
             persist: Some(self.persist)
                 .filter(|p| *p > 0 && !self.no_reuse && !debug && !unshareable && cfg!(unix)),
             stop: self.stop,
+            reconnect: self.reconnect,
             debug,
             ssh_args: self.ssh_args,
         })
@@ -1265,6 +1299,37 @@ mod tests {
             (&["--tag", "=x", "--", "true"], "KEY=VALUE"),
             (&["--name", "a", "--parallel", "0", "--", "true"], "--parallel"),
             (&["--name", "a"], "COMMAND"),
+        ] {
+            let err = plan(args).err().unwrap_or_default();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn reconnect_keeps_forwardings_only() {
+        let plan = |args: &[&str]| {
+            let args =
+                [&["ssh", "--instance-id", "i-0123456789abcdef0", "--reconnect"], args].concat();
+            parse(&args).map_err(|e| e.to_string())?.into_plan(false).map_err(|e| e.to_string())
+        };
+        for ok in [
+            &["--local-forwarding", "5432:db:5432"][..],
+            &["--", "-L", "8080:localhost:80"],
+            &["--", "-D1080", "-o", "ServerAliveInterval=10"],
+            &["--", "-N", "-R", "9000:localhost:9000"],
+        ] {
+            let Ok(Invocation { plan: Plan::Ssh(ssh), .. }) = plan(ok) else {
+                panic!("{ok:?}: {:?}", plan(ok).err())
+            };
+            assert!(ssh.reconnect && ssh.persist.is_none(), "{ok:?}");
+        }
+        for (args, says) in [
+            (&[][..], "needs a forwarding"),
+            (&["--", "-o", "LogLevel=ERROR"], "needs a forwarding"),
+            (&["--local-forwarding", "1:a:1", "--", "uptime"], "no remote command"),
+            (&["--local-forwarding", "1:a:1", "--", "-t"], "-t"),
+            (&["--", "-fL", "1:a:1"], "-f"),
+            (&["--stop"], "cannot be used with"),
         ] {
             let err = plan(args).err().unwrap_or_default();
             assert!(err.contains(says), "{args:?}: {err}");

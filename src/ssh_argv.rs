@@ -520,7 +520,7 @@ pub fn split_ssh_args(args: &[String]) -> (&[String], &[String]) {
 }
 
 /// The user's ssh options, as (letter, value) pairs: `-vp 2222` is `v` then `p` with `2222`.
-fn option_letters(options: &[String]) -> Vec<(char, Option<&str>)> {
+pub(crate) fn option_letters(options: &[String]) -> Vec<(char, Option<&str>)> {
     let mut letters = Vec::new();
     let mut args = options.iter();
     while let Some(arg) = args.next() {

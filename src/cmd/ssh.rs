@@ -1,8 +1,11 @@
 //! `eic ssh`: find the instance and its route, push a one-time key, and run the system ssh,
 //! with eic itself as the ProxyCommand when the route goes through an endpoint.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use tempfile::TempDir;
@@ -17,6 +20,7 @@ use crate::sharing::{Binding, Claim, Shared};
 use crate::signals::{self, Signals};
 use crate::ssh_argv::{self, Master, SshCommand, TunnelCommand};
 use crate::target::TunnelTarget;
+use crate::{error, say};
 
 pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     // Until ssh runs, a signal ends eic through the normal path, so the key is removed.
@@ -33,6 +37,9 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
         InstanceRef::Name(_) => sharing,
         InstanceRef::Id(_) => false,
     };
+    if plan.reconnect {
+        return reconnecting(settings, &plan, ssh, &mut signals).await;
+    }
     let plan = if first {
         let loaded = match &config {
             Some(config) => Aws::connect(config.clone()).await?,
@@ -99,7 +106,7 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
         prepared = prepare(settings, aws, config, &plan, ssh.clone(), master) => prepared?,
         signal = signals.recv() => return Err(signal.error()),
     };
-    let Prepared { command, scratch, region } = prepared;
+    let Prepared { command, scratch, region, .. } = prepared;
     if plan.dry_run {
         let printed = match plan.output {
             Output::Text => command.display(),
@@ -129,6 +136,8 @@ struct Prepared {
     /// The one-time key and the presigned URL, removed with it.
     scratch: TempDir,
     region: String,
+    /// The configuration and clients, for another round (`--reconnect`).
+    aws: Aws,
 }
 
 async fn prepare(
@@ -223,7 +232,74 @@ async fn prepare(
         extra: plan.ssh_args.clone(),
         master,
     };
-    Ok(Prepared { command, scratch, region: aws.region.clone() })
+    Ok(Prepared { command, scratch, region: aws.region.clone(), aws })
+}
+
+/// What ssh prints (through its LocalCommand) once the session is up, on a pipe only eic reads.
+const CONNECTED: &str = "eic-connected";
+
+/// `--reconnect`: the forwarding-only session, started again (a new key, a new tunnel) when its
+/// connection drops after it was up: ssh exits 255. Pauses from 1 s, doubling to 30 s, and back
+/// to 1 s after a connection that lasted a minute. Any other end is passed up: a 255 before the
+/// session was up (authentication, host key, a refused tunnel, a busy local port), another
+/// status, Ctrl-C (130), or the instance no longer running (254, from the lookup).
+async fn reconnecting(
+    settings: &Settings,
+    plan: &SshPlan,
+    ssh: PathBuf,
+    signals: &mut Signals,
+) -> anyhow::Result<i32> {
+    let mut aws = None;
+    let mut pause = Duration::from_secs(1);
+    let mut first = true;
+    loop {
+        let prepared = tokio::select! {
+            prepared = prepare(settings, aws.take(), None, plan, ssh.clone(), None) => prepared?,
+            signal = signals.recv() => return Err(signal.error()),
+        };
+        let Prepared { mut command, scratch, aws: loaded, .. } = prepared;
+        aws = Some(loaded);
+        // -N; the forwardings bound before LocalCommand runs, or ssh fails at once.
+        let marker = format!("LocalCommand=echo {CONNECTED}");
+        let ours = ["-N", "-o", "ExitOnForwardFailure=yes", "-o", "PermitLocalCommand=yes", "-o"];
+        command.extra =
+            ours.iter().map(|s| s.to_string()).chain([marker]).chain(command.extra).collect();
+        let (reader, writer) = std::io::pipe()?;
+        let mut cmd = ssh_argv::command(&command.ssh);
+        cmd.args(command.args()).stdin(std::process::Stdio::null()).stdout(writer);
+        let up = Arc::new(AtomicBool::new(false));
+        let seen = up.clone();
+        let instance = command.instance_id.clone();
+        let announce = std::mem::replace(&mut first, false);
+        tokio::task::spawn_blocking(move || {
+            let connected =
+                BufReader::new(reader).lines().map_while(Result::ok).any(|l| l == CONNECTED);
+            if connected && !seen.swap(true, Ordering::SeqCst) && announce {
+                say::note(format_args!("forwarding through {instance} until Ctrl-C"));
+            }
+        });
+        let started = Instant::now();
+        let code = signals::foreground(cmd, signals).await?;
+        drop(scratch);
+        let lasted = started.elapsed();
+        if code != error::OTHER || !up.load(Ordering::SeqCst) {
+            return Ok(code);
+        }
+        if lasted >= Duration::from_secs(60) {
+            pause = Duration::from_secs(1);
+        }
+        say::note(format_args!(
+            "the connection to {} dropped after {} s: reconnecting in {} s",
+            command.instance_id,
+            lasted.as_secs(),
+            pause.as_secs()
+        ));
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            signal = signals.recv() => return Err(signal.error()),
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// The plan for scripts: what eic resolved, and the ssh command it would run. Nothing secret:

@@ -150,6 +150,79 @@ async fn every_local_forwarding_carries_a_tcp_connection() {
     child.kill().await.unwrap();
 }
 
+/// The first line of `lines` that contains `what`.
+async fn said(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    what: &str,
+) -> String {
+    loop {
+        let line = tokio::time::timeout(LIMIT, lines.next_line()).await.unwrap().unwrap();
+        let line = line.unwrap_or_else(|| panic!("eic ended before saying {what:?}"));
+        if line.contains(what) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test]
+async fn reconnect_brings_the_forwarding_back_after_the_tunnel_is_cut() {
+    // The endpoint cuts the tunnel after 3 s (maxTunnelDuration): the forwarded port answers
+    // before and after, on the same number.
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let (echo, _task) = eic_standin::tcp_echo().await.unwrap();
+    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let spec = format!("{local}:127.0.0.1:{}", echo.port());
+    let args =
+        ["--reconnect", "--local-forwarding", &spec, "--eice-options", "maxTunnelDuration=3"];
+    let mut cmd = eic_ssh(&lab, &runtime, &args, &[]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    said(&mut stderr, "forwarding through").await;
+    let echoed = |local| async move {
+        // ssh binds the port again within moments of its new login: try until it does.
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        let mut conn = loop {
+            match tokio::net::TcpStream::connect(("127.0.0.1", local)).await {
+                Ok(conn) => break conn,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the forward on {local} never came back: {e}"),
+            }
+        };
+        conn.write_all(b"through the forward").await.unwrap();
+        let mut buf = [0u8; 19];
+        tokio::time::timeout(LIMIT, conn.read_exact(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(&buf, b"through the forward");
+    };
+    echoed(local).await;
+    let line = said(&mut stderr, "reconnecting in 1 s").await;
+    assert!(line.contains(INSTANCE), "{line}");
+    echoed(local).await;
+    assert_eq!(lab.standin.count("OpenTunnel"), 2);
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 2, "a new key each time");
+    send(&child, "INT");
+    let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(130));
+}
+
+#[tokio::test]
+async fn reconnect_passes_up_a_failure_before_the_session_was_up() {
+    // The local port is taken: ssh fails before the session is up, and eic does not retry.
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = format!("127.0.0.1:{}:127.0.0.1:22", taken.local_addr().unwrap().port());
+    let args = ["--reconnect", "--local-forwarding", &spec];
+    let out = run(&mut eic_ssh(&lab, &runtime, &args, &[]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("reconnecting"), "{}", text(&out.stderr));
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 1);
+}
+
 #[tokio::test]
 async fn connection_types_choose_the_address() {
     // Public IPv4 (auto and direct): straight to the sshd, no tunnel.
