@@ -109,6 +109,9 @@ pub(crate) enum Command {
     Exec(ExecArgs),
     /// List the instances (running ones unless --all) and how eic would reach each.
     List(ListArgs),
+    /// Open an RDP session to a Windows instance: a local listener tunnelled to its port 3389,
+    /// and this platform's RDP client pointed at it.
+    Rdp(RdpArgs),
     /// Open a WebSocket tunnel to a port of an instance through an EC2 Instance Connect Endpoint.
     #[command(after_help = TUNNEL_EXAMPLES, allow_negative_numbers = true)]
     OpenTunnel(TunnelArgs),
@@ -384,6 +387,27 @@ pub(crate) struct ListArgs {
     pub(crate) output: Output,
 }
 
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RdpArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    /// How to reach the instance.
+    #[arg(long, value_enum, value_name = "TYPE", default_value_t = ConnectionType::Auto)]
+    pub(crate) connection_type: ConnectionType,
+    /// Endpoint settings: endpointId=eice-...,dnsName=...,maxTunnelDuration=N, or the same as JSON.
+    #[arg(long, value_name = "OPTIONS", value_parser = parse_eice_options)]
+    pub(crate) eice_options: Option<EiceOptions>,
+    /// Listen on this port of 127.0.0.1 (default: a free one).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16))]
+    pub(crate) local_port: Option<u16>,
+    /// Print the address to point an RDP client at, and keep the listener until Ctrl-C.
+    #[arg(long)]
+    pub(crate) no_launch: bool,
+    /// Give up on an endpoint that has not accepted a tunnel after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) connect_timeout: u16,
+}
+
 /// The instance, for `ssh` and `open-tunnel`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct TargetArgs {
@@ -480,6 +504,7 @@ pub(crate) struct Invocation {
 #[derive(Debug)]
 pub(crate) enum Plan {
     Ssh(SshPlan),
+    Rdp(RdpPlan),
     Exec(ExecPlan),
     List(ListPlan),
     /// `open-tunnel` without `--local-port`: stdin and stdout are the tunnel.
@@ -530,6 +555,15 @@ pub(crate) struct ExecPlan {
     pub(crate) debug: bool,
     /// After `--`: ssh options, then the command.
     pub(crate) ssh_args: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RdpPlan {
+    pub(crate) instance: InstanceRef,
+    pub(crate) via: Via,
+    pub(crate) local_port: u16,
+    pub(crate) launch: bool,
+    pub(crate) connect_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -591,6 +625,17 @@ impl Cli {
             Command::Completions { shell } => Plan::Completions(shell),
             Command::Man { command } => Plan::Man(command),
             Command::Exec(args) => Plan::Exec(args.into_plan(self.global.debug)?),
+            Command::Rdp(args) => Plan::Rdp(RdpPlan {
+                instance: args.target.instance(stdin_is_terminal).ok_or_else(|| {
+                    usage(
+                        "specify --instance-id or --name (or, on a terminal, pick one from a list)",
+                    )
+                })?,
+                via: route_asked(args.connection_type, args.eice_options, None)?,
+                local_port: args.local_port.unwrap_or(0),
+                launch: !args.no_launch,
+                connect_timeout: Duration::from_secs(args.connect_timeout.into()),
+            }),
             Command::List(args) => Plan::List(ListPlan {
                 selection: args.fleet.selection(),
                 any_state: args.all,
@@ -928,8 +973,8 @@ pub fn parse_eice_options(value: &str) -> Result<EiceOptions, String> {
 }
 
 /// The subcommands with a page of their own (`eic-ssh(1)`), as the main page lists them.
-pub(crate) const MAN_PAGES: [&str; 8] =
-    ["ssh", "exec", "list", "open-tunnel", "proxy", "ssh-config", "completions", "man"];
+pub(crate) const MAN_PAGES: [&str; 9] =
+    ["ssh", "exec", "list", "rdp", "open-tunnel", "proxy", "ssh-config", "completions", "man"];
 
 #[cfg(test)]
 mod tests {

@@ -53,7 +53,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     install_default_crypto();
     let runtime = match plan {
         // The listener serves many tunnels: one worker per core, tokio's default.
-        Plan::Listen(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+        Plan::Listen(_) | Plan::Rdp(_) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+        }
         _ => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
     };
     let code = runtime.block_on(async {
@@ -61,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Plan::Ssh(plan) => cmd::ssh::run(&settings, plan).await,
             Plan::Exec(plan) => cmd::exec::run(&settings, plan).await,
             Plan::List(plan) => cmd::list::run(&settings, plan).await,
+            Plan::Rdp(plan) => cmd::rdp::run(&settings, plan).await,
             Plan::OpenTunnel(plan) => cmd::open_tunnel::run(&settings, plan).await,
             Plan::Listen(plan) => cmd::listen::run(&settings, plan).await,
             Plan::Presigned(plan) => cmd::open_tunnel::presigned(&settings, plan).await,

@@ -3,12 +3,16 @@
 
 use std::future::Future;
 use std::io;
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::tunnel::{Opener, Tunnel, CHUNK};
 
@@ -212,5 +216,106 @@ where
         Err(Ok(local)) if local.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         Err(Ok(local)) => Err(anyhow::anyhow!("the tunnel failed: {local}")),
         Err(Err(tunnel)) => Err(tunnel),
+    }
+}
+
+/// How long open tunnels get to close cleanly once a listener stops.
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// Serves `listener`: every accepted connection gets its own freshly presigned tunnel, at most
+/// `max` at once, until `until` completes; then the listener closes and its tunnels get a
+/// moment to close cleanly. Returns what `until` gave.
+pub async fn listen<T>(
+    listener: TcpListener,
+    opener: Arc<Opener>,
+    max: usize,
+    until: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(until);
+    let limit = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut next_id = 0u64;
+    let done = loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        crate::say::note(format_args!("accept failed: {e}"));
+                        continue;
+                    }
+                };
+                next_id += 1;
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    crate::say::note(format_args!("[{next_id}] refused {peer}: {max} tunnels already open (--max-websocket-connections)"));
+                    continue;
+                };
+                let opener = opener.clone();
+                let stop = stop_rx.clone();
+                // The tunnels this listener has open, for a refusal's message.
+                let limit = limit.clone();
+                let open = move || max - limit.available_permits();
+                tasks.spawn(async move {
+                    serve(next_id, socket, peer, &opener, stop, permit, open).await;
+                });
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            done = &mut until => break done,
+        }
+    };
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained =
+        tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        crate::say::note(format_args!("some tunnels did not close within {} s", DRAIN.as_secs()));
+    }
+    done
+}
+
+/// One accepted connection, through its own tunnel.
+async fn serve(
+    id: u64,
+    socket: TcpStream,
+    peer: SocketAddr,
+    opener: &Opener,
+    mut stop: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+    open: impl Fn() -> usize,
+) {
+    let started = Instant::now();
+    let tunnel = tokio::select! {
+        tunnel = opener.open() => tunnel,
+        _ = stop.wait_for(|s| *s) => return,
+    };
+    let tunnel = match tunnel {
+        Ok(tunnel) => tunnel,
+        Err(e) if crate::error::is_busy(&e) => {
+            crate::say::note(format_args!(
+                "[{id}] {peer}: {e:#} (this listener has {} tunnels open)",
+                open() - 1
+            ));
+            return;
+        }
+        Err(e) => {
+            crate::say::note(format_args!("[{id}] {peer}: {e:#}"));
+            return;
+        }
+    };
+    crate::say::note(format_args!("[{id}] {peer}: tunnel opened"));
+    let (read, write) = tcp(socket);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let result = pump(read, write, tunnel, stopped).await;
+    // Free the slot before saying so: once the `closed` line is out, a new connection is served.
+    drop(permit);
+    match opener.explain_end(result, started) {
+        Ok(()) => crate::say::note(format_args!(
+            "[{id}] {peer}: closed after {:.1} s",
+            started.elapsed().as_secs_f64()
+        )),
+        Err(e) => crate::say::note(format_args!("[{id}] {peer}: closed: {e:#}")),
     }
 }

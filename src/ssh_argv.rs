@@ -672,15 +672,18 @@ pub fn require_ssh() -> anyhow::Result<PathBuf> {
 
 /// The ssh client: on `PATH`, else (Windows) the one Windows installs.
 pub fn find_ssh() -> Option<PathBuf> {
-    let name = if cfg!(windows) { "ssh.exe" } else { "ssh" };
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path).map(|dir| dir.join(name)).find(|c| is_executable(c))
-    });
+    let on_path = on_path(if cfg!(windows) { "ssh.exe" } else { "ssh" });
     let inbox = || {
         let root = std::env::var_os("SystemRoot").filter(|_| cfg!(windows))?;
         Some(PathBuf::from(root).join(r"System32\OpenSSH\ssh.exe")).filter(|c| is_executable(c))
     };
     on_path.or_else(inbox)
+}
+
+/// The program `name` in the first directory of `PATH` that has it.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|c| is_executable(c))
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -7,6 +7,7 @@ pub mod listen;
 pub mod man;
 pub mod open_tunnel;
 pub mod proxy;
+pub mod rdp;
 pub mod ssh;
 pub mod ssh_config;
 

@@ -31,6 +31,8 @@ mod open_tunnel_faults;
 #[cfg(unix)]
 mod picker;
 #[cfg(unix)]
+mod rdp;
+#[cfg(unix)]
 mod sharing;
 #[cfg(unix)]
 mod ssh;
