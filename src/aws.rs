@@ -101,6 +101,36 @@ impl Signing {
     }
 }
 
+/// The API clients' credentials: [`Signing`]'s, refreshed when they are about to expire.
+struct Refreshing(Arc<Signing>);
+
+impl std::fmt::Debug for Refreshing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Refreshing(credentials not shown)")
+    }
+}
+
+impl ProvideCredentials for Refreshing {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            self.0.credentials().await.map_err(|e| {
+                aws_credential_types::provider::error::CredentialsError::provider_error(Box::<
+                    dyn std::error::Error + Send + Sync,
+                >::from(
+                    format!(
+                    "{e:#}"
+                )
+                ))
+            })
+        })
+    }
+}
+
 /// The loaded configuration and the API clients. Cheap to clone: lookups run side by side.
 #[derive(Clone)]
 pub struct Aws {
@@ -285,7 +315,14 @@ impl Aws {
             sdk.endpoint_url().is_some()
                 || std::env::var(format!("AWS_ENDPOINT_URL_{service}")).is_ok_and(|v| !v.is_empty())
         };
-        let fixed = SharedCredentialsProvider::new(credentials.clone());
+        let signing = Arc::new(Signing {
+            region: region.clone(),
+            provider: Some(provider),
+            current: Mutex::new(credentials),
+        });
+        // The clients take the same credentials, refreshed before they expire: a session that
+        // outlives them (eic ssh --reconnect, a long eic exec) goes on calling the APIs.
+        let fixed = SharedCredentialsProvider::new(Refreshing(signing.clone()));
         let ec2 = aws_sdk_ec2::config::Builder::from(&sdk)
             .credentials_provider(fixed.clone())
             .use_fips(fips && !custom("EC2"))
@@ -297,11 +334,7 @@ impl Aws {
             .use_dual_stack(dual_stack && !custom("EC2_INSTANCE_CONNECT"))
             .build();
         Ok(Aws {
-            signing: Arc::new(Signing {
-                region: region.clone(),
-                provider: Some(provider),
-                current: Mutex::new(credentials),
-            }),
+            signing,
             region,
             fips,
             dual_stack,

@@ -272,6 +272,15 @@ fn forwarding_only(local_forwarding: &[String], ssh_args: &[String]) -> anyhow::
             "--reconnect cannot be used with -{letter}: it keeps forwardings only (-N)"
         )));
     }
+    // The same as -f, -t or a command, spelt as ssh_config keywords.
+    let keyword = |value: &str| value.trim_start().trim_start_matches('"').to_ascii_lowercase();
+    let session_options = ["forkafterauthentication", "sessiontype", "requesttty", "remotecommand"];
+    let mut spelt = letters.iter().filter_map(|(l, v)| v.filter(|_| *l == 'o')).map(keyword);
+    if let Some(option) = spelt.find(|o| session_options.iter().any(|k| o.starts_with(k))) {
+        return Err(usage(format!(
+            "--reconnect cannot be used with -o {option}: it keeps forwardings only (-N)"
+        )));
+    }
     let forwards = letters.iter().any(|(l, _)| matches!(l, 'L' | 'R' | 'D'));
     if local_forwarding.is_empty() && !forwards {
         return Err(usage(
@@ -1374,6 +1383,10 @@ mod tests {
             (&["--local-forwarding", "1:a:1", "--", "uptime"], "no remote command"),
             (&["--local-forwarding", "1:a:1", "--", "-t"], "-t"),
             (&["--", "-fL", "1:a:1"], "-f"),
+            (
+                &["--", "-L", "1:a:1", "-o", "ForkAfterAuthentication=yes"],
+                "forkafterauthentication",
+            ),
             (&["--stop"], "cannot be used with"),
         ] {
             let err = plan(args).err().unwrap_or_default();

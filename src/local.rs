@@ -242,7 +242,9 @@ pub async fn listen<T>(
                 let (socket, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
+                        // Out of descriptors, say: a pause, not a busy loop.
                         crate::say::note(format_args!("accept failed: {e}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use crate::aws::Configured;
+use crate::keys::KeySource;
 use crate::private;
 use crate::resolve::Via;
 use crate::ssh_argv::{self, config_path};
@@ -32,6 +33,9 @@ pub struct Binding<'a> {
     pub port: u16,
     /// The route as asked for: connection type, endpoint, address, `maxTunnelDuration`.
     pub via: &'a Via,
+    /// The key asked for: a session over a master opened with another key would pass for a
+    /// login with this one.
+    pub key: &'a KeySource,
 }
 
 impl Binding<'_> {
@@ -48,6 +52,7 @@ impl Binding<'_> {
             self.user,
             &self.port.to_string(),
             &format!("{:?}", self.via),
+            &format!("{:?}", self.key),
         ]
         .join("\0")
     }

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::aws::{Aws, Instance, Settings};
 use crate::cli::{ExecPlan, Output};
 use crate::keys::{self, Key};
-use crate::resolve::{self, Missing, Reach, Via};
+use crate::resolve::{self, Endpoints, Missing, Reach, Route, Via};
 use crate::signals::Signals;
 use crate::ssh_argv::{self, SshCommand, TunnelCommand};
 use crate::target::TunnelTarget;
@@ -36,11 +36,15 @@ pub async fn run(settings: &Settings, plan: ExecPlan) -> anyhow::Result<i32> {
         Via::Eice { endpoint, .. } => endpoint.clone(),
         _ => None,
     };
-    let (fleet, endpoints) = tokio::join!(
-        resolve::fleet(&aws, &plan.selection, false),
-        resolve::endpoints(aws.clone(), given),
-    );
-    let (fleet, endpoints) = (fleet?, endpoints?);
+    let fleet = resolve::fleet(&aws, &plan.selection, false).await?;
+    // The endpoints are looked up only when an instance is reached through one.
+    let through_endpoint =
+        |i: &Instance| matches!(resolve::route(i, &plan.via), Ok(Route::Endpoint(_)));
+    let endpoints = if fleet.instances.iter().any(through_endpoint) {
+        resolve::endpoints(aws.clone(), given).await?
+    } else {
+        Endpoints::Usable(Vec::new())
+    };
     // One key for the run, pushed to each instance in its turn; its directory goes on every
     // way out, and with it every presigned URL.
     let scratch = private::scratch_dir()?;
@@ -214,7 +218,7 @@ async fn turn(
         proxy,
         local_forwarding: Vec::new(),
         debug: plan.debug,
-        extra: plan.ssh_args.clone(),
+        extra: unattended(&plan.ssh_args),
         master: None,
     };
     let mut ssh = tokio::process::Command::from(ssh_argv::command(&command.ssh));
@@ -227,6 +231,20 @@ async fn turn(
     );
     let status = child.wait().await?;
     Ok(Finished { exit_status: status.code().unwrap_or(error::OTHER), stdout, stderr })
+}
+
+/// The user's ssh options and command, with two defaults after the options (ssh takes the
+/// first value of an option, so the user's win): nobody answers a prompt of many ssh at once,
+/// and an instance's first host key is recorded (under its instance id) as a first login would.
+fn unattended(ssh_args: &[String]) -> Vec<String> {
+    let (options, command) = ssh_argv::split_ssh_args(ssh_args);
+    let defaults = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "--"];
+    options
+        .iter()
+        .cloned()
+        .chain(defaults.map(String::from))
+        .chain(command.iter().cloned())
+        .collect()
 }
 
 #[derive(Clone, Copy)]

@@ -26,8 +26,14 @@ const MAX_TUNNELS: usize = 10;
 
 pub async fn run(settings: &Settings, plan: RdpPlan) -> anyhow::Result<i32> {
     let mut signals = Signals::catch()?;
-    let aws = Aws::load(settings).await?;
-    let instance = resolve::instance(&aws, &plan.instance).await?;
+    let (aws, instance) = tokio::select! {
+        found = async {
+            let aws = Aws::load(settings).await?;
+            let instance = resolve::instance(&aws, &plan.instance).await?;
+            anyhow::Ok((aws, instance))
+        } => found?,
+        signal = signals.recv() => return Err(signal.error()),
+    };
     let route = resolve::route(&instance, &plan.via)?;
     // A .rdp file (macOS) lives as long as eic does.
     let scratch = private::scratch_dir()?;
@@ -90,7 +96,7 @@ enum End {
 /// The client's end when it blocks, else a signal.
 async fn ended(client: Option<Client>, signals: &mut Signals) -> End {
     let child = match client {
-        Some(Client { mut command, blocks, .. }) => match command.spawn() {
+        Some(Client { mut command, blocks, .. }) => match command.kill_on_drop(blocks).spawn() {
             Ok(child) => Some(child).filter(|_| blocks),
             Err(e) => {
                 return End::Failed(anyhow::Error::new(e).context("cannot start the RDP client"))
@@ -142,8 +148,9 @@ fn client(address: SocketAddr, scratch: &std::path::Path) -> anyhow::Result<Clie
             return Ok(command(path, vec![format!("/v:{address}")], true));
         }
     }
+    // Remmina hands the connection to a running Remmina and returns: Ctrl-C ends eic.
     if let Some(path) = on_path("remmina") {
-        return Ok(command(path, vec!["-c".into(), format!("rdp://{address}")], true));
+        return Ok(command(path, vec!["-c".into(), format!("rdp://{address}")], false));
     }
     Err(error::config(
         "no RDP client found on PATH (xfreerdp3, sdl-freerdp3, wlfreerdp3, xfreerdp or remmina): install one (e.g. `apt-get install freerdp3-x11`), or use --no-launch and your own",

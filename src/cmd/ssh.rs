@@ -34,12 +34,10 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     let mut aws = None;
     let first = match plan.instance {
         InstanceRef::Pick => true,
-        InstanceRef::Name(_) => sharing,
+        // Named once: a reconnection goes back to the same instance.
+        InstanceRef::Name(_) => sharing || plan.reconnect,
         InstanceRef::Id(_) => false,
     };
-    if plan.reconnect {
-        return reconnecting(settings, &plan, ssh, &mut signals).await;
-    }
     let plan = if first {
         let loaded = match &config {
             Some(config) => Aws::connect(config.clone()).await?,
@@ -50,6 +48,9 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
     } else {
         plan
     };
+    if plan.reconnect {
+        return reconnecting(settings, aws, &plan, ssh, &mut signals).await;
+    }
     let shared = match (&plan.instance, &config) {
         (InstanceRef::Id(instance_id), Some(config)) => Shared::find(&Binding {
             config,
@@ -57,6 +58,7 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
             user: &plan.os_user,
             port: plan.port,
             via: &plan.via,
+            key: &plan.key,
         }),
         _ => None,
     };
@@ -245,17 +247,38 @@ const CONNECTED: &str = "eic-connected";
 /// status, Ctrl-C (130), or the instance no longer running (254, from the lookup).
 async fn reconnecting(
     settings: &Settings,
+    mut aws: Option<Aws>,
     plan: &SshPlan,
     ssh: PathBuf,
     signals: &mut Signals,
 ) -> anyhow::Result<i32> {
-    let mut aws = None;
     let mut pause = Duration::from_secs(1);
     let mut first = true;
+    // Once the session has been up, a failed round (the network still down, a refused tunnel)
+    // is retried too; rounds that each end within seconds, three in a row, stop it.
+    let mut ever_up = false;
+    let mut short_rounds = 0;
     loop {
         let prepared = tokio::select! {
-            prepared = prepare(settings, aws.take(), None, plan, ssh.clone(), None) => prepared?,
+            prepared = prepare(settings, aws.take(), None, plan, ssh.clone(), None) => prepared,
             signal = signals.recv() => return Err(signal.error()),
+        };
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            // A parameter, configuration or service answer (the instance stopped): not retried.
+            Err(e) if !ever_up || error::exit_code(&e) != error::OTHER => return Err(e),
+            Err(e) => {
+                say::note(format_args!(
+                    "reconnecting failed ({e:#}): trying again in {} s",
+                    pause.as_secs()
+                ));
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    signal = signals.recv() => return Err(signal.error()),
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+                continue;
+            }
         };
         let Prepared { mut command, scratch, aws: loaded, .. } = prepared;
         aws = Some(loaded);
@@ -282,7 +305,13 @@ async fn reconnecting(
         let code = signals::foreground(cmd, signals).await?;
         drop(scratch);
         let lasted = started.elapsed();
-        if code != error::OTHER || !up.load(Ordering::SeqCst) {
+        ever_up |= up.load(Ordering::SeqCst);
+        if code != error::OTHER || !ever_up {
+            return Ok(code);
+        }
+        short_rounds = if lasted < Duration::from_secs(10) { short_rounds + 1 } else { 0 };
+        if short_rounds == 3 {
+            say::note("three connections in a row ended within seconds: not reconnecting");
             return Ok(code);
         }
         if lasted >= Duration::from_secs(60) {

@@ -224,3 +224,24 @@ async fn list_says_how_each_instance_is_reached() {
     let table = text(&out.stdout);
     assert!(table.starts_with("NAME ") && table.contains("stopped"), "{table}");
 }
+
+#[tokio::test]
+async fn new_instances_get_no_prompt_and_their_host_keys_are_recorded() {
+    // No known host, no BatchMode of the user's: eic's defaults (BatchMode=yes,
+    // StrictHostKeyChecking=accept-new) keep many ssh from asking at once.
+    let lab = fleet(2).await;
+    let runtime = runtime_dir();
+    let known = lab.home.path().join("known_hosts_empty");
+    std::fs::write(&known, "").unwrap();
+    let mut args = vec!["exec", "--os-user", lab.sshd.user(), "--tag", "env=test", "--"];
+    let file = format!("UserKnownHostsFile={}", known.display());
+    args.extend(["-F", "/dev/null", "-o", &file, "-o", "LogLevel=ERROR", "echo ok"]);
+    let mut cmd = lab.eic(&args);
+    cmd.env("XDG_RUNTIME_DIR", runtime.path());
+    let out = run(&mut cmd, LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let recorded = std::fs::read_to_string(&known).unwrap();
+    for i in [1, 2] {
+        assert!(recorded.contains(&id(i)), "{}: {recorded}", id(i));
+    }
+}

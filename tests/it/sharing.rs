@@ -216,8 +216,11 @@ async fn settings_and_routes_each_get_their_own_master() {
     let lab = Lab::start().await;
     let runtime = runtime_dir();
     let first = dry_run_socket(&lab, runtime.path(), &[]).await.expect("shared");
+    let own_key = lab.authorized_key();
+    let own_key = own_key.to_str().unwrap();
     for eic_args in [
-        &["--connection-type", "eice"][..],
+        &["--private-key-file", own_key][..],
+        &["--connection-type", "eice"],
         &["--eice-options", "maxTunnelDuration=600"],
         &["--ssh-port", "2222"],
     ] {
