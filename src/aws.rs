@@ -569,6 +569,8 @@ pub struct Instance {
     pub subnet_id: Option<String>,
     pub availability_zone: Option<String>,
     pub name: Option<String>,
+    /// Every tag, as it came (for exact matches; shown only through `error::printable`).
+    pub tags: Vec<(String, String)>,
     pub launch_time: Option<String>,
 }
 
@@ -601,6 +603,13 @@ impl Instance {
                 .find(|t| t.key() == Some("Name"))
                 .and_then(|t| t.value())
                 .map(str::to_string),
+            tags: i
+                .tags()
+                .iter()
+                .filter_map(|t| {
+                    Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))
+                })
+                .collect(),
             launch_time: i.launch_time().map(|t| error::printable(&t.to_string())),
         }
     }

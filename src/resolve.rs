@@ -208,7 +208,9 @@ pub async fn fleet(aws: &Aws, selection: &Selection, any_state: bool) -> anyhow:
         running.into_iter().for_each(|i| add(&mut fleet, i));
     }
     if !tags.is_empty() {
-        let tagged: Vec<&Instance> = by_tag.iter().filter(|i| usable(i)).collect();
+        // EC2's tag filters take `*` and `?` as wildcards: only exact matches count.
+        let carries = |i: &Instance| tags.iter().all(|t| i.tags.contains(t));
+        let tagged: Vec<&Instance> = by_tag.iter().filter(|i| usable(i) && carries(i)).collect();
         if tagged.is_empty() {
             let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
             return Err(error::aws(format!(
@@ -491,6 +493,7 @@ mod tests {
             subnet_id: Some("subnet-1".into()),
             availability_zone: None,
             name: None,
+            tags: Vec::new(),
             launch_time: None,
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -267,7 +267,8 @@ async fn pump(
     let mut line = Vec::new();
     loop {
         line.clear();
-        match from.read_until(b'\n', &mut line).await {
+        // A line longer than a MiB is passed on in pieces, each labelled.
+        match (&mut from).take(1 << 20).read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }

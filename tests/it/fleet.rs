@@ -103,6 +103,10 @@ async fn a_stopped_or_unknown_instance_is_reported_and_the_rest_run() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(&format!("{} is stopped, not running", id(2))), "{stderr}");
     assert!(stderr.contains(&format!("instance {unknown} was not found")), "{stderr}");
+    // EC2 takes `*` in a tag filter as a wildcard; eic takes the value as it is.
+    let out = run(&mut exec(&lab, runtime.path(), &["--tag", "env=te*"], &["true"]), LIMIT).await;
+    assert_eq!(out.status.code(), Some(254), "{}", text(&out.stderr));
+    assert_eq!(lab.standin.count("SendSSHPublicKey"), 2, "nothing more pushed");
     // A tag set that matches nothing: an error before anything runs.
     let out =
         run(&mut exec(&lab, runtime.path(), &["--tag", "role=cache"], &["true"]), LIMIT).await;
