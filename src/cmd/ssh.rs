@@ -294,7 +294,7 @@ async fn reconnecting(
         let seen = up.clone();
         let instance = command.instance_id.clone();
         let announce = std::mem::replace(&mut first, false);
-        tokio::task::spawn_blocking(move || {
+        let watcher = tokio::task::spawn_blocking(move || {
             let connected =
                 BufReader::new(reader).lines().map_while(Result::ok).any(|l| l == CONNECTED);
             if connected && !seen.swap(true, Ordering::SeqCst) && announce {
@@ -303,6 +303,8 @@ async fn reconnecting(
         });
         let started = Instant::now();
         let code = signals::foreground(cmd, signals).await?;
+        // The pipe's last writer is gone with ssh: the marker, if any, has been read.
+        let _ = tokio::time::timeout(Duration::from_secs(1), watcher).await;
         drop(scratch);
         let lasted = started.elapsed();
         ever_up |= up.load(Ordering::SeqCst);
