@@ -98,15 +98,23 @@ impl Shared {
         Some(Shared { socket, instance_id, lifetime: binding.lifetime() })
     }
 
-    /// Ends the master (`ssh -O exit`); whether there was one.
-    pub fn stop(&self, ssh: &Path) -> bool {
-        control(ssh, &self.socket, "exit")
+    /// What sharing means for this call: `--stop` ends the master; a dry run shows the master
+    /// it would start; otherwise the place is claimed ([`Shared::claim`]).
+    pub async fn decide(self, ssh: &Path, stop: bool, dry_run: bool) -> anyhow::Result<Claim> {
+        if stop {
+            let ended = control(ssh, &self.socket, "exit");
+            return Ok(Claim::Stopped { instance_id: self.instance_id, ended });
+        }
+        if dry_run {
+            return Ok(Claim::Shown(self.socket));
+        }
+        self.claim(ssh).await
     }
 
     /// Decides, holding the lock that keeps two eic from starting the same master: a live
     /// master takes the session, unless its tunnel is in its last minute; else this call
     /// starts one (a dead master's socket is removed first).
-    pub async fn claim(self, ssh: &Path) -> anyhow::Result<Claim> {
+    async fn claim(self, ssh: &Path) -> anyhow::Result<Claim> {
         let lock = self.lock().await?;
         let record = self.socket.with_extension("started");
         if control(ssh, &self.socket, "check") {
@@ -158,6 +166,10 @@ fn ends_at(record: &str) -> Option<SystemTime> {
 /// What one `eic ssh` does with its shared connection.
 #[derive(Debug)]
 pub enum Claim {
+    /// `--stop`: the master was ended, or there was none.
+    Stopped { instance_id: String, ended: bool },
+    /// A dry run: the master's socket it would start.
+    Shown(PathBuf),
     /// Runs its session over the live master on `socket`.
     Over { socket: PathBuf, instance_id: String },
     /// Starts the master.

@@ -62,28 +62,20 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
         }),
         _ => None,
     };
-    let (shared, dry_run_socket) = match shared {
-        Some(shared) if plan.dry_run => (None, Some(shared.socket)),
-        shared => (shared, None),
-    };
     let claim = match shared {
-        Some(shared) if plan.stop => {
-            let stopped = shared.stop(&ssh);
-            crate::say::note(format_args!(
-                "{} shared connection to {}",
-                if stopped { "ended the" } else { "there was no" },
-                shared.instance_id
-            ));
-            return Ok(0);
-        }
         Some(shared) => tokio::select! {
-            claim = shared.claim(&ssh) => Some(claim?),
+            claim = shared.decide(&ssh, plan.stop, plan.dry_run) => claim?,
             signal = signals.recv() => return Err(signal.error()),
         },
-        None => None,
+        None => Claim::Alone,
     };
-    let starting = match claim {
-        Some(Claim::Over { socket, instance_id }) => {
+    let (starting, socket) = match claim {
+        Claim::Stopped { instance_id, ended } => {
+            let what = if ended { "ended the" } else { "there was no" };
+            say::note(format_args!("{what} shared connection to {instance_id}"));
+            return Ok(0);
+        }
+        Claim::Over { socket, instance_id } => {
             tracing::debug!(socket = %socket.display(), "running over the shared connection");
             let args = ssh_argv::over_master(
                 &socket,
@@ -98,11 +90,14 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
             command.args(args);
             return signals::foreground(command, &mut signals).await;
         }
-        Some(Claim::Start(starting)) => Some(starting),
-        Some(Claim::Alone) | None => None,
+        Claim::Start(starting) => {
+            let socket = starting.socket.clone();
+            (Some(starting), Some(socket))
+        }
+        // A dry run shows the master this call would start.
+        Claim::Shown(socket) => (None, Some(socket)),
+        Claim::Alone => (None, None),
     };
-    // A dry run shows the master this call would start.
-    let socket = starting.as_ref().map(|s| s.socket.clone()).or(dry_run_socket);
     let master = plan.persist.zip(socket).map(|(persist, socket)| Master { socket, persist });
     let prepared = tokio::select! {
         prepared = prepare(settings, aws, config, &plan, ssh.clone(), master) => prepared?,
