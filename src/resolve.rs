@@ -56,6 +56,24 @@ pub enum Via {
     Eice { ip: Option<IpAddr>, endpoint: Option<GivenEndpoint>, max_tunnel_duration: Option<u32> },
 }
 
+impl Via {
+    /// The endpoint named with `--eice-options`, if any.
+    pub fn given_endpoint(&self) -> Option<GivenEndpoint> {
+        match self {
+            Via::Eice { endpoint, .. } => endpoint.clone(),
+            _ => None,
+        }
+    }
+
+    /// `maxTunnelDuration` of `--eice-options`, if any.
+    pub fn max_tunnel_duration(&self) -> Option<u32> {
+        match self {
+            Via::Eice { max_tunnel_duration, .. } => *max_tunnel_duration,
+            _ => None,
+        }
+    }
+}
+
 /// Where ssh connects: straight to an address, or through an endpoint to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {

@@ -59,12 +59,8 @@ impl Binding<'_> {
 
     /// How long the master's tunnel may live.
     fn lifetime(&self) -> Duration {
-        match self.via {
-            Via::Eice { max_tunnel_duration: Some(secs), .. } => {
-                Duration::from_secs(u64::from(*secs))
-            }
-            _ => ENDPOINT_TUNNEL_LIMIT,
-        }
+        let secs = self.via.max_tunnel_duration();
+        secs.map_or(ENDPOINT_TUNNEL_LIMIT, |secs| Duration::from_secs(secs.into()))
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
@@ -17,11 +17,11 @@ use tokio::task::JoinSet;
 use crate::aws::{Aws, Instance, Settings};
 use crate::cli::{ExecPlan, Output};
 use crate::keys::{self, Key};
-use crate::resolve::{self, Endpoints, Missing, Reach, Route, Via};
+use crate::resolve::{self, Endpoints, Missing, Reach, Route};
 use crate::signals::Signals;
 use crate::ssh_argv::{self, SshCommand, TunnelCommand};
 use crate::target::TunnelTarget;
-use crate::{error, presign, private, say};
+use crate::{error, private, say};
 
 /// An endpoint accepts this many tunnels at once.
 const TUNNELS_PER_ENDPOINT: usize = 20;
@@ -32,10 +32,7 @@ pub async fn run(settings: &Settings, plan: ExecPlan) -> anyhow::Result<i32> {
     let mut signals = Signals::catch()?;
     let ssh = ssh_argv::require_ssh()?;
     let aws = Aws::load(settings).await?;
-    let given = match &plan.via {
-        Via::Eice { endpoint, .. } => endpoint.clone(),
-        _ => None,
-    };
+    let given = plan.via.given_endpoint();
     let fleet = resolve::fleet(&aws, &plan.selection, false).await?;
     // The endpoints are looked up only when an instance is reached through one.
     let through_endpoint =
@@ -186,10 +183,7 @@ async fn turn(
         Reach::Direct(ip) => (ip, None, None),
         Reach::Endpoint { endpoint, ip } => {
             let slot = run.endpoint_slot(&endpoint.id).await?;
-            let max = match &plan.via {
-                Via::Eice { max_tunnel_duration, .. } => *max_tunnel_duration,
-                _ => None,
-            };
+            let max = plan.via.max_tunnel_duration();
             (ip, Some(TunnelTarget::new(endpoint, ip, plan.port, max)), Some(slot))
         }
     };
@@ -199,9 +193,7 @@ async fn turn(
     let proxy = match target {
         Some(target) => {
             let url_file = run.scratch.join(format!("{}.url", instance.id));
-            let credentials = run.aws.signing.credentials().await?;
-            let url = presign::presign(&target, &credentials, &run.aws.region, SystemTime::now())?;
-            private::write_file(&url_file, url.as_bytes(), 0o600, true)?;
+            super::write_presigned_url(&run.aws, &target, &url_file).await?;
             let ca_bundle = run.aws.ca_bundle.as_ref().map(|b| b.path.clone());
             let (exe, debug, detach_stderr) = (run.exe.clone(), plan.debug, false);
             Some(TunnelCommand { exe, target, url_file, ca_bundle, debug, detach_stderr })

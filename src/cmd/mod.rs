@@ -12,12 +12,26 @@ pub mod ssh;
 pub mod ssh_config;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::aws::{Aws, CaBundle, Settings, Signing};
 use crate::cli::TunnelPlan;
 use crate::resolve::{self, GivenEndpoint, TunnelTo};
 use crate::target::{ChosenEndpoint, TunnelTarget};
 use crate::tunnel::{Opener, Signer};
+
+/// Presigns the tunnel to `target` now (valid 60 s) into `file`, 0600, for the ProxyCommand
+/// child of `eic ssh` or `eic exec`: the child reads it and holds no credential.
+async fn write_presigned_url(
+    aws: &Aws,
+    target: &crate::target::TunnelTarget,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let credentials = aws.signing.credentials().await?;
+    let url = crate::presign::presign(target, &credentials, &aws.region, SystemTime::now())?;
+    crate::private::write_file(file, url.as_bytes(), 0o600, true)?;
+    Ok(())
+}
 
 /// Writes command output to stdout; a reader that went away (`| head`) is not an error.
 fn print_out(bytes: &[u8]) -> anyhow::Result<i32> {

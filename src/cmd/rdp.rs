@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::aws::{Aws, Settings};
 use crate::cli::RdpPlan;
-use crate::resolve::{self, Route, Via};
+use crate::resolve::{self, Route};
 use crate::signals::{Signal, Signals};
 use crate::ssh_argv::on_path;
 use crate::target::TunnelTarget;
@@ -40,14 +40,9 @@ pub async fn run(settings: &Settings, plan: RdpPlan) -> anyhow::Result<i32> {
     let (address, listener, opener) = match route {
         Route::Direct(ip) => (SocketAddr::new(ip, RDP), None, None),
         Route::Endpoint(ip) => {
-            let (given, max) = match &plan.via {
-                Via::Eice { endpoint, max_tunnel_duration, .. } => {
-                    (endpoint.clone(), *max_tunnel_duration)
-                }
-                _ => (None, None),
-            };
+            let given = plan.via.given_endpoint();
             let endpoint = resolve::endpoints(aws.clone(), given).await?.choose(&instance, &aws)?;
-            let target = TunnelTarget::new(endpoint, ip, RDP, max);
+            let target = TunnelTarget::new(endpoint, ip, RDP, plan.via.max_tunnel_duration());
             let signer = Signer::Credentials(aws.signing.clone());
             let opener = Opener::new(signer, aws.ca_bundle.as_ref(), target, plan.connect_timeout)?;
             let bind = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), plan.local_port);

@@ -3,9 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tempfile::TempDir;
@@ -13,7 +11,6 @@ use tempfile::TempDir;
 use crate::aws::{Aws, Configured, Settings};
 use crate::cli::{Output, SshPlan};
 use crate::keys;
-use crate::presign;
 use crate::private;
 use crate::resolve::{self, InstanceRef, Route, Via};
 use crate::sharing::{Binding, Claim, Shared};
@@ -103,11 +100,11 @@ pub async fn run(settings: &Settings, plan: SshPlan) -> anyhow::Result<i32> {
         prepared = prepare(settings, aws, config, &plan, ssh.clone(), master) => prepared?,
         signal = signals.recv() => return Err(signal.error()),
     };
-    let Prepared { command, scratch, region, .. } = prepared;
+    let Prepared { command, scratch, aws } = prepared;
     if plan.dry_run {
         let printed = match plan.output {
             Output::Text => command.display(),
-            Output::Json => plan_json(&command, &region).to_string(),
+            Output::Json => plan_json(&command, &aws.region).to_string(),
         };
         return super::print_out(format!("{printed}\n").as_bytes());
     }
@@ -132,8 +129,7 @@ struct Prepared {
     command: SshCommand,
     /// The one-time key and the presigned URL, removed with it.
     scratch: TempDir,
-    region: String,
-    /// The configuration and clients, for another round (`--reconnect`).
+    /// The configuration and clients: the region, and another round (`--reconnect`).
     aws: Aws,
 }
 
@@ -189,10 +185,7 @@ async fn prepare(
         Route::Endpoint(ip) => {
             let endpoints = endpoints.take().unwrap_or_else(|| lookup(None));
             let endpoint = joined(endpoints).await?.choose(&instance, &aws)?;
-            let max_tunnel_duration = match &plan.via {
-                Via::Eice { max_tunnel_duration, .. } => *max_tunnel_duration,
-                _ => None,
-            };
+            let max_tunnel_duration = plan.via.max_tunnel_duration();
             let exe = std::env::current_exe()
                 .context("cannot find eic's own path for the ProxyCommand")?;
             let target = TunnelTarget::new(endpoint, ip, plan.port, max_tunnel_duration);
@@ -211,9 +204,7 @@ async fn prepare(
     // only this user can read. ssh's environment, which reaches its SendEnv, -v output and
     // every command it starts, carries no credential.
     if let Some(proxy) = proxy.as_ref().filter(|_| !plan.dry_run) {
-        let credentials = aws.signing.credentials().await?;
-        let url = presign::presign(&proxy.target, &credentials, &aws.region, SystemTime::now())?;
-        private::write_file(&proxy.url_file, url.as_bytes(), 0o600, false)?;
+        super::write_presigned_url(&aws, &proxy.target, &proxy.url_file).await?;
     }
 
     let command = SshCommand {
@@ -229,7 +220,7 @@ async fn prepare(
         extra: plan.ssh_args.clone(),
         master,
     };
-    Ok(Prepared { command, scratch, region: aws.region.clone(), aws })
+    Ok(Prepared { command, scratch, aws })
 }
 
 /// What ssh prints (through its LocalCommand) once the session is up, on a pipe only eic reads.
@@ -285,24 +276,23 @@ async fn reconnecting(
         let (reader, writer) = std::io::pipe()?;
         let mut cmd = ssh_argv::command(&command.ssh);
         cmd.args(command.args()).stdin(std::process::Stdio::null()).stdout(writer);
-        let up = Arc::new(AtomicBool::new(false));
-        let seen = up.clone();
         let instance = command.instance_id.clone();
         let announce = std::mem::replace(&mut first, false);
+        // Whether the session came up: the marker arrived.
         let watcher = tokio::task::spawn_blocking(move || {
-            let connected =
-                BufReader::new(reader).lines().map_while(Result::ok).any(|l| l == CONNECTED);
-            if connected && !seen.swap(true, Ordering::SeqCst) && announce {
+            let up = BufReader::new(reader).lines().map_while(Result::ok).any(|l| l == CONNECTED);
+            if up && announce {
                 say::note(format_args!("forwarding through {instance} until Ctrl-C"));
             }
+            up
         });
         let started = Instant::now();
         let code = signals::foreground(cmd, signals).await?;
         // The pipe's last writer is gone with ssh: the marker, if any, has been read.
-        let _ = tokio::time::timeout(Duration::from_secs(1), watcher).await;
+        let up = tokio::time::timeout(Duration::from_secs(1), watcher).await;
         drop(scratch);
         let lasted = started.elapsed();
-        ever_up |= up.load(Ordering::SeqCst);
+        ever_up |= matches!(up, Ok(Ok(true)));
         if code != error::OTHER || !ever_up {
             return Ok(code);
         }
