@@ -1,4 +1,5 @@
-//! EC2 Instance Connect JSON 1.1 API: SendSSHPublicKey, installing keys for the sshd fixture.
+//! EC2 Instance Connect JSON 1.1 API: SendSSHPublicKey, installing keys for the sshd fixture,
+//! and SendSerialConsoleSSHPublicKey, for the serial console's SSH server (`serial.rs`).
 
 use crate::sigv4::utc_parts;
 use crate::world::{Faults, World};
@@ -11,6 +12,12 @@ use std::time::SystemTime;
 
 /// The `X-Amz-Target` of SendSSHPublicKey.
 pub const TARGET: &str = "AWSEC2InstanceConnectService.SendSSHPublicKey";
+/// The `X-Amz-Target` of SendSerialConsoleSSHPublicKey.
+pub const SERIAL_TARGET: &str = "AWSEC2InstanceConnectService.SendSerialConsoleSSHPublicKey";
+
+/// The shortest SSHPublicKey the service takes (its API model's `min`): an Ed25519 key line
+/// without a comment is exactly this long.
+pub const MIN_PUBLIC_KEY_LEN: usize = 80;
 
 /// The JSON body's string fields, for the call record.
 pub(crate) fn fields(body: &[u8]) -> BTreeMap<String, String> {
@@ -96,6 +103,71 @@ pub(crate) fn handle(world: &mut World, body: &[u8], rid: &str) -> Reply {
             );
         }
     }
+    let body = serde_json::json!({ "RequestId": rid, "Success": true }).to_string();
+    Reply::new(200, "application/x-amz-json-1.1", body)
+}
+
+/// Answer a SendSerialConsoleSSHPublicKey call as the service does: the account's access, the
+/// key, the instance (found, running), one session per instance; then the key is valid for
+/// `key_validity` on the serial console's SSH server.
+pub(crate) fn handle_serial(world: &mut World, body: &[u8], rid: &str) -> Reply {
+    if Faults::take(&mut world.faults.throttle_send_key) {
+        return error(400, "ThrottlingException", "Rate exceeded");
+    }
+    if let Some(code) = world.faults.serial_console_error.clone() {
+        return error(400, &code, &format!("stand-in fault: {code}"));
+    }
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let id = value["InstanceId"].as_str().unwrap_or("");
+    let key = value["SSHPublicKey"].as_str().unwrap_or("");
+    let port = match &value["SerialPort"] {
+        Value::Null => Some(0),
+        v => v.as_u64(),
+    };
+    if id.is_empty() || key.is_empty() {
+        return error(400, "InvalidArgsException", "InstanceId and SSHPublicKey are required");
+    }
+    if key.len() < MIN_PUBLIC_KEY_LEN {
+        return error(400, "InvalidArgsException", "SSHPublicKey is too short");
+    }
+    if let Err(why) = check_key(key) {
+        return error(400, "InvalidArgsException", &format!("Invalid SSHPublicKey: {why}"));
+    }
+    let Some(port) = port.filter(|p| *p == 0) else {
+        return error(400, "InvalidArgsException", "Only serial port 0 is supported");
+    };
+    if !world.serial_console_access {
+        return error(
+            400,
+            "SerialConsoleAccessDisabledException",
+            "Your AWS account is not authorized to use the EC2 Serial Console.",
+        );
+    }
+    let Some(instance) = world.find_instance(id) else {
+        return error(400, "EC2InstanceNotFoundException", &format!("Instance {id} not found"));
+    };
+    if instance.state != "running" {
+        return error(
+            400,
+            "EC2InstanceStateInvalidException",
+            &format!("Instance {id} is not in a valid state ({})", instance.state),
+        );
+    }
+    if world.serial_sessions.contains(id) {
+        return error(
+            400,
+            "SerialConsoleSessionLimitExceededException",
+            "The instance currently has 1 active serial console session.",
+        );
+    }
+    let now = SystemTime::now();
+    world.serial_keys.retain(|k| k.expires > now);
+    world.serial_keys.push(crate::world::SerialKey {
+        instance_id: id.to_string(),
+        serial_port: port as u32,
+        key: key.trim().to_string(),
+        expires: now + world.key_validity,
+    });
     let body = serde_json::json!({ "RequestId": rid, "Success": true }).to_string();
     Reply::new(200, "application/x-amz-json-1.1", body)
 }

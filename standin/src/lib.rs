@@ -14,6 +14,7 @@
 pub mod connect;
 pub mod ec2;
 pub mod eice;
+pub mod serial;
 pub mod sigv4;
 #[cfg(unix)]
 pub mod sshd;
@@ -22,8 +23,8 @@ pub mod world;
 #[cfg(unix)]
 pub use sshd::Sshd;
 pub use world::{
-    Call, Credential, Endpoint, Faults, Instance, World, DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET,
-    FLEET_MAX, SERVICE_MAX_TUNNELS, TYPICAL_ENDPOINT_ID, TYPICAL_INSTANCE_ID,
+    Call, Credential, Endpoint, Faults, Instance, SerialKey, World, DEFAULT_ACCESS_KEY_ID,
+    DEFAULT_SECRET, FLEET_MAX, SERVICE_MAX_TUNNELS, TYPICAL_ENDPOINT_ID, TYPICAL_INSTANCE_ID,
 };
 
 use anyhow::Context as _;
@@ -144,6 +145,9 @@ pub struct StandIn {
     shared: Arc<Shared>,
     api_addr: SocketAddr,
     eice_addr: SocketAddr,
+    serial_addr: SocketAddr,
+    serial_fingerprint: String,
+    serial_host_key: String,
     ca_der: Vec<u8>,
     ca_pem_path: PathBuf,
     config_path: PathBuf,
@@ -166,7 +170,11 @@ impl StandIn {
     pub async fn start(world: World) -> anyhow::Result<StandIn> {
         let api = TcpListener::bind("127.0.0.1:0").await?;
         let eice = TcpListener::bind("127.0.0.1:0").await?;
+        let serial = TcpListener::bind("127.0.0.1:0").await?;
         let (api_addr, eice_addr) = (api.local_addr()?, eice.local_addr()?);
+        let serial_addr = serial.local_addr()?;
+        let serial_config = serial::config()?;
+        let (serial_fingerprint, serial_host_key) = serial::host_key(&serial_config)?;
         let dir = tempfile::Builder::new().prefix("eic-standin").tempdir()?;
         let tls = eice::tls_material()?;
         let ca_pem_path = dir.path().join("ca.pem");
@@ -194,11 +202,15 @@ impl StandIn {
         let tasks = vec![
             tokio::spawn(serve_api(api, shared.clone())),
             tokio::spawn(eice::serve(eice, acceptor, shared.clone())),
+            tokio::spawn(serial::serve(serial, shared.clone(), serial_config)),
         ];
         Ok(StandIn {
             shared,
             api_addr,
             eice_addr,
+            serial_addr,
+            serial_fingerprint,
+            serial_host_key,
             ca_der: tls.ca_der,
             ca_pem_path,
             config_path,
@@ -252,6 +264,27 @@ impl StandIn {
     /// `127.0.0.1:PORT`: the FipsDnsName of endpoints whose `fips_dns_name` is `None`.
     pub fn eice_fips_dns_name(&self) -> String {
         self.shared.own.fips.clone()
+    }
+    /// The serial console's SSH server ([`serial`]).
+    pub fn serial_console_addr(&self) -> SocketAddr {
+        self.serial_addr
+    }
+    /// `SHA256:...` of the serial console server's host key (made fresh for each stand-in).
+    pub fn serial_console_fingerprint(&self) -> &str {
+        &self.serial_fingerprint
+    }
+    /// The serial console server's host key, `ssh-ed25519 AAAA...`.
+    pub fn serial_console_host_key(&self) -> &str {
+        &self.serial_host_key
+    }
+    /// eic's documented override, pointing `eic serial-console` at this stand-in's serial
+    /// console and its host key: `EIC_SERIAL_CONSOLE_ENDPOINT` and
+    /// `EIC_SERIAL_CONSOLE_FINGERPRINT`.
+    pub fn serial_console_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("EIC_SERIAL_CONSOLE_ENDPOINT".into(), self.serial_addr.to_string()),
+            ("EIC_SERIAL_CONSOLE_FINGERPRINT".into(), self.serial_fingerprint.clone()),
+        ]
     }
     /// PEM of the throw-away CA that signed the WebSocket server's certificate.
     pub fn ca_pem_path(&self) -> &Path {
@@ -473,7 +506,7 @@ async fn api(
     let known = access_key.as_deref().and_then(|ak| world.lookup(ak));
     let authentic = known.as_ref().is_some_and(|(_, t)| t.as_deref() == token.as_deref());
     let reply = if let Some(target) = target {
-        if target != connect::TARGET {
+        if target != connect::TARGET && target != connect::SERIAL_TARGET {
             connect::error(400, "UnknownOperationException", &format!("Unknown operation {target}"))
         } else if access_key.is_none() {
             connect::error(
@@ -487,6 +520,8 @@ async fn api(
                 "UnrecognizedClientException",
                 "The security token included in the request is invalid.",
             )
+        } else if target == connect::SERIAL_TARGET {
+            connect::handle_serial(&mut world, &body, &rid)
         } else {
             connect::handle(&mut world, &body, &rid)
         }

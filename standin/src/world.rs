@@ -188,6 +188,8 @@ pub struct Faults {
     pub throttle_send_key: u32,
     /// SendSSHPublicKey fails with this error type (`AuthException` or `AccessDeniedException`).
     pub deny_send_key: Option<String>,
+    /// SendSerialConsoleSSHPublicKey fails with this error type (any of the service's).
+    pub serial_console_error: Option<String>,
     /// After N bytes relayed server->client (0: right after the upgrade), send this close frame.
     pub close_after: Option<(usize, u16, String)>,
     /// After N bytes relayed server->client, send a TEXT frame.
@@ -261,8 +263,25 @@ pub struct World {
     pub authorized_keys_dir: Option<PathBuf>,
     /// Validity of a pushed key (60 s like the real service).
     pub key_validity: Duration,
+    /// The account's serial console access (`aws ec2 enable-serial-console-access`); off, every
+    /// SendSerialConsoleSSHPublicKey fails with `SerialConsoleAccessDisabledException`.
+    pub serial_console_access: bool,
+    /// Keys pushed with SendSerialConsoleSSHPublicKey, valid for `key_validity`.
+    pub serial_keys: Vec<SerialKey>,
+    /// Instances with a serial console session open now (the service allows one each).
+    pub serial_sessions: std::collections::BTreeSet<String>,
     pub faults: Faults,
     pub calls: Vec<Call>,
+}
+
+/// A key pushed for an instance's serial port.
+#[derive(Clone, Debug)]
+pub struct SerialKey {
+    pub instance_id: String,
+    pub serial_port: u32,
+    /// The OpenSSH public key line as pushed.
+    pub key: String,
+    pub expires: std::time::SystemTime,
 }
 
 /// Access key id of the default credential.
@@ -291,6 +310,9 @@ impl Default for World {
             endpoints: Vec::new(),
             authorized_keys_dir: None,
             key_validity: Duration::from_secs(60),
+            serial_console_access: true,
+            serial_keys: Vec::new(),
+            serial_sessions: Default::default(),
             faults: Faults::default(),
             calls: Vec::new(),
         }

@@ -45,6 +45,8 @@ mod standin_e2e;
 #[cfg(unix)]
 mod standin_fleet;
 #[cfg(unix)]
+mod standin_serial;
+#[cfg(unix)]
 mod standin_sshd;
 #[cfg(unix)]
 mod standin_tunnel;
