@@ -29,16 +29,18 @@ async fn main() -> anyhow::Result<()> {
     println!("  endpoint {TYPICAL_ENDPOINT_ID}, DNS name {}", standin.eice_dns_name());
     println!("  EC2 and EC2 Instance Connect APIs at {}", standin.api_url());
     println!("  a real sshd on 127.0.0.1:{} behind the endpoint (user {user})", sshd.port());
+    println!("  a serial console on {} (it echoes what you type)", standin.serial_console_addr());
     println!();
     println!("In another terminal, paste:");
     println!();
-    for (key, value) in standin.env() {
+    for (key, value) in standin.env().into_iter().chain(standin.serial_console_env()) {
         println!("  export {key}='{value}'");
     }
     println!("  unset AWS_PROFILE");
     println!();
     println!("  {eic} ssh --instance-id {TYPICAL_INSTANCE_ID} --os-user {user}");
     println!("  {eic} ssh --instance-id {TYPICAL_INSTANCE_ID} --os-user {user} -- uname -a");
+    println!("  {eic} serial-console --instance-id {TYPICAL_INSTANCE_ID}    # ~. to leave");
     println!();
     println!("(ssh asks once to trust the instance's host key, as with any new host.)");
     println!("Press Ctrl-C here to stop.");

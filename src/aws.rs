@@ -468,6 +468,54 @@ impl Aws {
         })?;
         Ok(())
     }
+
+    /// Pushes a public key for the instance's serial console (valid for 60 s).
+    pub async fn send_serial_console_ssh_public_key(
+        &self,
+        instance_id: &str,
+        serial_port: u16,
+        public_key: &str,
+    ) -> anyhow::Result<()> {
+        let region = &self.region;
+        let what = format!("SendSerialConsoleSSHPublicKey to {instance_id}");
+        let action = "ec2-instance-connect:SendSerialConsoleSSHPublicKey";
+        let request = self.instance_connect.send_serial_console_ssh_public_key();
+        let request = request.instance_id(instance_id).serial_port(serial_port.into());
+        request.ssh_public_key(public_key).send().await.map_err(|e| {
+            api_error(e, &what, action, |code| Some(match code {
+                "SerialConsoleAccessDisabledException" => format!(
+                    "serial console access is off for this account in {region}: turn it on with `aws ec2 enable-serial-console-access --region {region}` (needs ec2:EnableSerialConsoleAccess)"
+                ),
+                "SerialConsoleSessionLimitExceededException" => format!(
+                    "{instance_id} already has a serial console session (one at a time): end the other one, or wait a minute if it just ended"
+                ),
+                "SerialConsoleSessionUnavailableException" => {
+                    "the service could not start a session: retry in a minute".into()
+                }
+                "SerialConsoleSessionUnsupportedException" => format!(
+                    "the BIOS of {instance_id} does not support the serial console: reboot the instance to update it, then retry"
+                ),
+                "EC2InstanceTypeInvalidException" => format!(
+                    "the serial console needs a Nitro instance type (or bare metal): {instance_id}'s type is not one"
+                ),
+                "EC2InstanceNotFoundException" => {
+                    format!("check the instance id and the region ({region})")
+                }
+                "EC2InstanceStateInvalidException" => "the instance must be running".into(),
+                "EC2InstanceUnavailableException" => "the instance is not reachable yet; retry in a minute".into(),
+                "AuthException" | "AccessDeniedException" | "AccessDenied" => format!(
+                    "your IAM policy must allow {action} on {instance_id}"
+                ),
+                "ThrottlingException" => "too many requests; retry in a few seconds".into(),
+                "InvalidArgsException" => format!(
+                    "check the serial port ({serial_port}; the service has only port 0) and the key"
+                ),
+                "ServiceException" => "the service failed; retry in a minute".into(),
+                _ => return None,
+            }))
+        })?;
+        Ok(())
+    }
 }
 
 /// An instance id as EC2 makes them: `i-` and 8 or 17 lowercase hex digits. The command line

@@ -49,6 +49,18 @@ Examples:
 
   The exit status is the largest of the instances' (254 for one eic could not reach).";
 
+pub(crate) const SERIAL_EXAMPLES: &str = "\
+Examples:
+  The console of an instance whose network or sshd is broken (log in with a
+  user that has a password; type ~. at the start of a line to leave):
+    eic serial-console --instance-id i-0123456789abcdef0
+
+  Once per account and region, serial console access must be turned on:
+    aws ec2 enable-serial-console-access --region us-east-1
+
+  What would run, and the host key check, without pushing a key:
+    eic serial-console --instance-id i-0123456789abcdef0 --dry-run";
+
 pub(crate) const TUNNEL_EXAMPLES: &str = "\
 Examples:
   As an ssh ProxyCommand (stdin/stdout are the tunnel):
@@ -112,6 +124,14 @@ pub(crate) enum Command {
     /// Open an RDP session to a Windows instance: a local listener tunnelled to its port 3389,
     /// and this platform's RDP client pointed at it.
     Rdp(RdpArgs),
+    /// Connect to an instance's serial console (EC2 Serial Console), for an instance that its
+    /// network or sshd no longer lets in: a one-time key pushed, then ssh to the region's
+    /// serial console endpoint, its host key checked against AWS's published fingerprint.
+    #[command(
+        after_help = SERIAL_EXAMPLES,
+        mut_arg("instance_id", |a| a.help("The instance whose serial console to connect to (i-...)"))
+    )]
+    SerialConsole(SerialConsoleArgs),
     /// Open a WebSocket tunnel to a port of an instance through an EC2 Instance Connect Endpoint.
     #[command(after_help = TUNNEL_EXAMPLES, allow_negative_numbers = true)]
     OpenTunnel(TunnelArgs),
@@ -417,6 +437,26 @@ pub(crate) struct RdpArgs {
     pub(crate) connect_timeout: u16,
 }
 
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SerialConsoleArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    /// The instance's serial port (the service has one: 0).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub(crate) serial_port: u16,
+    /// Push the public half of this private key (from the key itself, or PATH.pub) instead of
+    /// a one-time key's.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) private_key_file: Option<PathBuf>,
+    /// Print the ssh command line that would run and exit, without pushing a key (the host
+    /// key is still read and checked).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// What --dry-run prints: the ssh command line (text), or the plan as JSON.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Output::Text, requires = "dry_run")]
+    pub(crate) output: Output,
+}
+
 /// The instance, for `ssh` and `open-tunnel`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct TargetArgs {
@@ -433,6 +473,13 @@ impl TargetArgs {
     fn instance(self, terminal: bool) -> Option<InstanceRef> {
         let named = self.instance_id.map(InstanceRef::Id).or(self.name.map(InstanceRef::Name));
         named.or(terminal.then_some(InstanceRef::Pick))
+    }
+
+    /// The instance, which this command needs.
+    fn required(self, terminal: bool) -> anyhow::Result<InstanceRef> {
+        self.instance(terminal).ok_or_else(|| {
+            usage("specify --instance-id or --name (or, on a terminal, pick one from a list)")
+        })
     }
 }
 
@@ -514,6 +561,7 @@ pub(crate) struct Invocation {
 pub(crate) enum Plan {
     Ssh(SshPlan),
     Rdp(RdpPlan),
+    SerialConsole(SerialConsolePlan),
     Exec(ExecPlan),
     List(ListPlan),
     /// `open-tunnel` without `--local-port`: stdin and stdout are the tunnel.
@@ -576,6 +624,17 @@ pub(crate) struct RdpPlan {
 }
 
 #[derive(Debug)]
+pub(crate) struct SerialConsolePlan {
+    pub(crate) instance: InstanceRef,
+    pub(crate) serial_port: u16,
+    /// A one-time key, or the user's own (pushed).
+    pub(crate) key: KeySource,
+    pub(crate) dry_run: bool,
+    pub(crate) output: Output,
+    pub(crate) debug: bool,
+}
+
+#[derive(Debug)]
 pub(crate) struct ListPlan {
     pub(crate) selection: Selection,
     pub(crate) any_state: bool,
@@ -635,15 +694,19 @@ impl Cli {
             Command::Man { command } => Plan::Man(command),
             Command::Exec(args) => Plan::Exec(args.into_plan(self.global.debug)?),
             Command::Rdp(args) => Plan::Rdp(RdpPlan {
-                instance: args.target.instance(stdin_is_terminal).ok_or_else(|| {
-                    usage(
-                        "specify --instance-id or --name (or, on a terminal, pick one from a list)",
-                    )
-                })?,
+                instance: args.target.required(stdin_is_terminal)?,
                 via: route_asked(args.connection_type, args.eice_options, None)?,
                 local_port: args.local_port.unwrap_or(0),
                 launch: !args.no_launch,
                 connect_timeout: Duration::from_secs(args.connect_timeout.into()),
+            }),
+            Command::SerialConsole(args) => Plan::SerialConsole(SerialConsolePlan {
+                instance: args.target.required(stdin_is_terminal)?,
+                serial_port: args.serial_port,
+                key: args.private_key_file.map_or(KeySource::OneTime, KeySource::Pushed),
+                dry_run: args.dry_run,
+                output: args.output,
+                debug: self.global.debug,
             }),
             Command::List(args) => Plan::List(ListPlan {
                 selection: args.fleet.selection(),
@@ -703,9 +766,7 @@ impl SshArgs {
         let unshareable =
             !self.local_forwarding.is_empty() || crate::ssh_argv::unshareable(&self.ssh_args);
         Ok(SshPlan {
-            instance: self.target.instance(terminal).ok_or_else(|| {
-                usage("specify --instance-id or --name (or, on a terminal, pick one from a list)")
-            })?,
+            instance: self.target.required(terminal)?,
             key,
             os_user: self.login.os_user,
             port: self.login.ssh_port,
@@ -982,8 +1043,18 @@ pub fn parse_eice_options(value: &str) -> Result<EiceOptions, String> {
 }
 
 /// The subcommands with a page of their own (`eic-ssh(1)`), as the main page lists them.
-pub(crate) const MAN_PAGES: [&str; 9] =
-    ["ssh", "exec", "list", "rdp", "open-tunnel", "proxy", "ssh-config", "completions", "man"];
+pub(crate) const MAN_PAGES: [&str; 10] = [
+    "ssh",
+    "exec",
+    "list",
+    "rdp",
+    "serial-console",
+    "open-tunnel",
+    "proxy",
+    "ssh-config",
+    "completions",
+    "man",
+];
 
 #[cfg(test)]
 mod tests {
@@ -1441,6 +1512,39 @@ mod tests {
     }
 
     #[test]
+    fn serial_console_plans() {
+        let plan = |args: &[&str], terminal| -> Result<SerialConsolePlan, String> {
+            let args = [&["serial-console"][..], args].concat();
+            let cli = parse(&args).map_err(|e| e.to_string())?;
+            match cli.into_plan(terminal).map_err(|e| e.to_string())?.plan {
+                Plan::SerialConsole(plan) => Ok(plan),
+                other => panic!("not serial-console: {other:?}"),
+            }
+        };
+        let parse = |args: &[&str]| plan(args, false);
+        let p = parse(&["--instance-id", "i-0123456789abcdef0"]).unwrap();
+        assert_eq!(p.instance, InstanceRef::Id("i-0123456789abcdef0".into()));
+        assert_eq!((p.serial_port, p.dry_run, p.output), (0, false, Output::Text));
+        assert!(matches!(p.key, KeySource::OneTime));
+        let p = parse(&["--name", "web", "--private-key-file", "k", "--serial-port", "1"]).unwrap();
+        assert_eq!((p.instance, p.serial_port), (InstanceRef::Name("web".into()), 1));
+        assert!(matches!(p.key, KeySource::Pushed(path) if path == std::path::Path::new("k")));
+        let p = parse(&["--instance-id", "i-0123456789abcdef0", "--dry-run", "--output", "json"]);
+        assert_eq!(p.unwrap().output, Output::Json);
+        assert_eq!(plan(&[], true).unwrap().instance, InstanceRef::Pick);
+        for (args, error) in [
+            (&[][..], "specify --instance-id or --name"),
+            (&["--instance-id", "i-0123456789abcdef0", "--output", "json"], "--dry-run"),
+            (&["--instance-id", "i-0123456789abcdef0", "--serial-port", "-1"], "-1"),
+            (&["--instance-id", "web"], "i-"),
+            (&["--instance-id", "i-0123456789abcdef0", "--name", "web"], "cannot be used with"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains(error), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
     fn clap_definitions_are_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
@@ -1449,7 +1553,12 @@ mod tests {
     #[test]
     fn examples_keep_their_lines_in_help() {
         use clap::CommandFactory;
-        for (name, examples) in [("ssh", SSH_EXAMPLES), ("open-tunnel", TUNNEL_EXAMPLES)] {
+        let pages = [
+            ("ssh", SSH_EXAMPLES),
+            ("open-tunnel", TUNNEL_EXAMPLES),
+            ("serial-console", SERIAL_EXAMPLES),
+        ];
+        for (name, examples) in pages {
             let help = Cli::command()
                 .find_subcommand_mut(name)
                 .expect("subcommand")

@@ -16,6 +16,7 @@ mod private;
 mod push_cache;
 mod resolve;
 pub mod say;
+mod serial_console;
 mod sharing;
 mod signals;
 mod ssh_argv;
@@ -64,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Plan::Exec(plan) => cmd::exec::run(&settings, plan).await,
             Plan::List(plan) => cmd::list::run(&settings, plan).await,
             Plan::Rdp(plan) => cmd::rdp::run(&settings, plan).await,
+            Plan::SerialConsole(plan) => cmd::serial_console::run(&settings, plan).await,
             Plan::OpenTunnel(plan) => cmd::open_tunnel::run(&settings, plan).await,
             Plan::Listen(plan) => cmd::listen::run(&settings, plan).await,
             Plan::Presigned(plan) => cmd::open_tunnel::presigned(&settings, plan).await,

@@ -91,17 +91,8 @@ impl SshCommand {
         if let Some(proxy) = &self.proxy {
             args.extend(["-o".into(), format!("ProxyCommand={}", proxy.command())]);
         }
-        let key = self.key.display().to_string();
-        if key.contains('%') {
-            // ssh expands `%` tokens in identity file names, but looks for an `-i` file before
-            // expanding them: as IdentityFile, with `%` doubled, the file is found.
-            args.extend(["-o".into(), format!("IdentityFile={}", config_path(&key))]);
-        } else {
-            args.extend(["-i".into(), key]);
-        }
+        identity(&mut args, &self.key);
         args.extend([
-            "-o".into(),
-            "IdentitiesOnly=yes".into(),
             "-o".into(),
             format!("HostKeyAlias={}", self.instance_id),
             "-o".into(),
@@ -140,11 +131,73 @@ impl SshCommand {
 
     /// The command line as a shell would take it, for `--dry-run`.
     pub fn display(&self) -> String {
-        std::iter::once(self.ssh.display().to_string())
-            .chain(self.args())
-            .map(|a| quote(&a))
-            .collect::<Vec<_>>()
-            .join(" ")
+        shown(&self.ssh, self.args())
+    }
+}
+
+/// A command line as a shell would take it.
+fn shown(ssh: &Path, args: Vec<String>) -> String {
+    let words = std::iter::once(ssh.display().to_string()).chain(args);
+    words.map(|a| quote(&a)).collect::<Vec<_>>().join(" ")
+}
+
+/// `key` as ssh's only identity.
+fn identity(args: &mut Vec<String>, key: &Path) {
+    let key = key.display().to_string();
+    if key.contains('%') {
+        // ssh expands `%` tokens in identity file names, but looks for an `-i` file before
+        // expanding them: as IdentityFile, with `%` doubled, the file is found.
+        args.extend(["-o".into(), format!("IdentityFile={}", config_path(&key))]);
+    } else {
+        args.extend(["-i".into(), key]);
+    }
+    args.extend(["-o".into(), "IdentitiesOnly=yes".into()]);
+}
+
+/// Everything `eic serial-console` passes to ssh: the console's endpoint, with no ProxyCommand.
+#[derive(Debug, Clone)]
+pub struct SerialCommand {
+    pub ssh: PathBuf,
+    pub key: PathBuf,
+    /// `INSTANCE.portN`: the service's user name for the instance's serial port N.
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    /// The name the host key is known by: the region's endpoint.
+    pub alias: String,
+    /// A known_hosts file holding the one key checked against the published fingerprint, and
+    /// that key's algorithms; none leaves the host key to ssh's own policy.
+    pub known_host: Option<(PathBuf, String)>,
+    pub debug: bool,
+}
+
+impl SerialCommand {
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        identity(&mut args, &self.key);
+        let mut option = |o: String| args.extend(["-o".into(), o]);
+        option(format!("HostKeyAlias={}", self.alias));
+        if let Some((file, algorithms)) = &self.known_host {
+            // That file only, that key only: no other file, type or prompt can let another in.
+            let file = config_path(&file.display().to_string());
+            option(format!("UserKnownHostsFile={file}"));
+            option(format!("GlobalKnownHostsFile={file}"));
+            option("StrictHostKeyChecking=yes".into());
+            option(format!("HostKeyAlgorithms={algorithms}"));
+            option("CheckHostIP=no".into());
+            option("UpdateHostKeys=no".into());
+        }
+        for fixed in ["ControlMaster=no", "ControlPath=none", "AddKeysToAgent=no"] {
+            option(fixed.into());
+        }
+        let destination = format!("{}@{}", self.user, self.host);
+        session(&mut args, self.port, &[], self.debug, &[], &destination);
+        args
+    }
+
+    /// The command line as a shell would take it, for `--dry-run`.
+    pub fn display(&self) -> String {
+        shown(&self.ssh, self.args())
     }
 }
 

@@ -8,6 +8,7 @@ pub mod man;
 pub mod open_tunnel;
 pub mod proxy;
 pub mod rdp;
+pub mod serial_console;
 pub mod ssh;
 pub mod ssh_config;
 

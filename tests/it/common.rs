@@ -80,11 +80,15 @@ impl Lab {
         args.push("--");
         args.extend_from_slice(remote);
         let mut cmd = self.eic(&args);
-        cmd.env("XDG_RUNTIME_DIR", runtime);
+        cmd.env("XDG_RUNTIME_DIR", runtime).env("PATH", self.wrapped_path());
+        cmd
+    }
+
+    /// PATH with the isolating `ssh` wrapper ([`Lab::eic_ssh`]'s) first.
+    pub fn wrapped_path(&self) -> std::ffi::OsString {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let dirs = std::iter::once(self.ssh_wrapper_dir()).chain(std::env::split_paths(&path));
-        cmd.env("PATH", std::env::join_paths(dirs).unwrap());
-        cmd
+        std::env::join_paths(dirs).unwrap()
     }
 
     /// A directory with an `ssh` that runs the real one with an ssh_config of the isolating

@@ -33,6 +33,8 @@ mod picker;
 #[cfg(unix)]
 mod rdp;
 #[cfg(unix)]
+mod serial_console;
+#[cfg(unix)]
 mod sharing;
 #[cfg(unix)]
 mod ssh;
