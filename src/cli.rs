@@ -442,7 +442,7 @@ pub(crate) struct SerialConsoleArgs {
     #[command(flatten)]
     pub(crate) target: TargetArgs,
     /// The instance's serial port (the service has one: 0).
-    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    #[arg(long, value_name = "PORT", default_value_t = 0, value_parser = parse_serial_port)]
     pub(crate) serial_port: u16,
     /// Push the public half of this private key (from the key itself, or PATH.pub) instead of
     /// a one-time key's.
@@ -910,6 +910,14 @@ fn parse_local_port(value: &str) -> Result<u16, String> {
     value
         .parse::<u16>()
         .map_err(|_| "expected a port number from 0 (any free port) to 65535".to_string())
+}
+
+/// The API model fixes SerialPort at 0 (min 0, max 0).
+fn parse_serial_port(value: &str) -> Result<u16, String> {
+    match value {
+        "0" => Ok(0),
+        _ => Err("the serial console has one port: 0".into()),
+    }
 }
 
 pub fn parse_max_tunnel_duration(value: &str) -> Result<u32, String> {
@@ -1526,8 +1534,8 @@ mod tests {
         assert_eq!(p.instance, InstanceRef::Id("i-0123456789abcdef0".into()));
         assert_eq!((p.serial_port, p.dry_run, p.output), (0, false, Output::Text));
         assert!(matches!(p.key, KeySource::OneTime));
-        let p = parse(&["--name", "web", "--private-key-file", "k", "--serial-port", "1"]).unwrap();
-        assert_eq!((p.instance, p.serial_port), (InstanceRef::Name("web".into()), 1));
+        let p = parse(&["--name", "web", "--private-key-file", "k", "--serial-port", "0"]).unwrap();
+        assert_eq!((p.instance, p.serial_port), (InstanceRef::Name("web".into()), 0));
         assert!(matches!(p.key, KeySource::Pushed(path) if path == std::path::Path::new("k")));
         let p = parse(&["--instance-id", "i-0123456789abcdef0", "--dry-run", "--output", "json"]);
         assert_eq!(p.unwrap().output, Output::Json);
@@ -1535,6 +1543,7 @@ mod tests {
         for (args, error) in [
             (&[][..], "specify --instance-id or --name"),
             (&["--instance-id", "i-0123456789abcdef0", "--output", "json"], "--dry-run"),
+            (&["--instance-id", "i-0123456789abcdef0", "--serial-port", "1"], "one port: 0"),
             (&["--instance-id", "i-0123456789abcdef0", "--serial-port", "-1"], "-1"),
             (&["--instance-id", "web"], "i-"),
             (&["--instance-id", "i-0123456789abcdef0", "--name", "web"], "cannot be used with"),
