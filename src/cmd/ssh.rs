@@ -258,11 +258,7 @@ async fn reconnecting(
                     "reconnecting failed ({e:#}): trying again in {} s",
                     pause.as_secs()
                 ));
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    signal = signals.recv() => return Err(signal.error()),
-                }
-                pause = (pause * 2).min(Duration::from_secs(30));
+                back_off(&mut pause, signals).await?;
                 continue;
             }
         };
@@ -310,12 +306,18 @@ async fn reconnecting(
             lasted.as_secs(),
             pause.as_secs()
         ));
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            signal = signals.recv() => return Err(signal.error()),
-        }
-        pause = (pause * 2).min(Duration::from_secs(30));
+        back_off(&mut pause, signals).await?;
     }
+}
+
+/// Waits `pause` (a signal ends the wait, and eic), then doubles it, up to 30 s.
+async fn back_off(pause: &mut Duration, signals: &mut Signals) -> anyhow::Result<()> {
+    tokio::select! {
+        () = tokio::time::sleep(*pause) => {}
+        signal = signals.recv() => return Err(signal.error()),
+    }
+    *pause = (*pause * 2).min(Duration::from_secs(30));
+    Ok(())
 }
 
 /// The plan for scripts: what eic resolved, and the ssh command it would run. Nothing secret:

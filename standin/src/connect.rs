@@ -75,16 +75,10 @@ pub(crate) fn handle(world: &mut World, body: &[u8], rid: &str) -> Reply {
     if let Err(why) = check_key(key) {
         return error(400, "InvalidArgsException", &format!("Invalid SSHPublicKey: {why}"));
     }
-    let Some(instance) = world.find_instance(id) else {
-        return error(400, "EC2InstanceNotFoundException", &format!("Instance {id} not found"));
+    let instance = match running(world, id) {
+        Ok(instance) => instance,
+        Err(reply) => return reply,
     };
-    if instance.state != "running" {
-        return error(
-            400,
-            "EC2InstanceStateInvalidException",
-            &format!("Instance {id} is not in a valid state ({})", instance.state),
-        );
-    }
     let az = get("AvailabilityZone");
     if !az.is_empty() && az != instance.availability_zone {
         return error(
@@ -143,15 +137,8 @@ pub(crate) fn handle_serial(world: &mut World, body: &[u8], rid: &str) -> Reply 
             "Your AWS account is not authorized to use the EC2 Serial Console.",
         );
     }
-    let Some(instance) = world.find_instance(id) else {
-        return error(400, "EC2InstanceNotFoundException", &format!("Instance {id} not found"));
-    };
-    if instance.state != "running" {
-        return error(
-            400,
-            "EC2InstanceStateInvalidException",
-            &format!("Instance {id} is not in a valid state ({})", instance.state),
-        );
+    if let Err(reply) = running(world, id) {
+        return reply;
     }
     if world.serial_sessions.contains(id) {
         return error(
@@ -170,6 +157,25 @@ pub(crate) fn handle_serial(world: &mut World, body: &[u8], rid: &str) -> Reply 
     });
     let body = serde_json::json!({ "RequestId": rid, "Success": true }).to_string();
     Reply::new(200, "application/x-amz-json-1.1", body)
+}
+
+/// The instance, found and running, as both pushes require.
+fn running<'w>(world: &'w World, id: &str) -> Result<&'w crate::world::Instance, Reply> {
+    let Some(instance) = world.find_instance(id) else {
+        return Err(error(
+            400,
+            "EC2InstanceNotFoundException",
+            &format!("Instance {id} not found"),
+        ));
+    };
+    if instance.state != "running" {
+        return Err(error(
+            400,
+            "EC2InstanceStateInvalidException",
+            &format!("Instance {id} is not in a valid state ({})", instance.state),
+        ));
+    }
+    Ok(instance)
 }
 
 /// `^[A-Za-z_][A-Za-z0-9._-]{0,31}$`
