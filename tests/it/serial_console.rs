@@ -40,6 +40,25 @@ async fn session(mut cmd: Command, input: &str) -> std::process::Output {
     tokio::time::timeout(LIMIT, child.wait_with_output()).await.expect("the session ends").unwrap()
 }
 
+/// Starts a console session and returns once its console prompts (the session is up).
+async fn prompted(mut cmd: Command) -> tokio::process::Child {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(LIMIT, async {
+        let mut buf = [0u8; 256];
+        while !text(&seen).contains("login: ") {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the session ended: {}", text(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the console prompts");
+    child
+}
+
 fn is_empty_dir(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir).unwrap().next().is_none()
 }
@@ -113,22 +132,8 @@ async fn without_a_fingerprint_ssh_decides_by_the_regions_alias() {
 async fn a_second_session_gets_the_session_limit_error() {
     let lab = Lab::start().await;
     let runtime = runtime_dir();
-    let mut first = console(&lab, runtime.path(), &["--instance-id", INSTANCE], true);
-    first.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut first = first.spawn().unwrap();
-    let mut stdout = first.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    // The first session is up once its console prompts.
-    tokio::time::timeout(LIMIT, async {
-        let mut buf = [0u8; 256];
-        while !text(&seen).contains("login: ") {
-            let n = stdout.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the first session ended: {}", text(&seen));
-            seen.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("the first session prompts");
+    let mut first =
+        prompted(console(&lab, runtime.path(), &["--instance-id", INSTANCE], true)).await;
 
     let out =
         run(&mut console(&lab, runtime.path(), &["--instance-id", INSTANCE], true), LIMIT).await;
@@ -248,4 +253,27 @@ fn which(program: &str) -> std::path::PathBuf {
     let path = std::env::var_os("PATH").unwrap();
     let found = std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file());
     found.unwrap_or_else(|| panic!("{program} on PATH"))
+}
+
+#[tokio::test]
+async fn a_signal_during_the_session_ends_it_and_removes_the_key() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        let args = ["--instance-id", INSTANCE];
+        let mut child = prompted(console(&lab, runtime.path(), &args, true)).await;
+        assert!(!is_empty_dir(runtime.path()), "the key exists while ssh runs");
+        let pid = child.id().unwrap().to_string();
+        let kill = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+        assert!(kill.unwrap().success());
+        let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}");
+        assert!(is_empty_dir(runtime.path()), "{signal}");
+        // The next session must not find this one still open.
+        let deadline = std::time::Instant::now() + LIMIT;
+        while !lab.standin.world().serial_sessions.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the session never ended");
+            tokio::task::yield_now().await;
+        }
+    }
 }
