@@ -496,19 +496,21 @@ impl Aws {
                     "the BIOS of {instance_id} does not support the serial console: reboot the instance to update it, then retry"
                 ),
                 "EC2InstanceTypeInvalidException" => format!(
-                    "the serial console needs a Nitro instance type (or bare metal): {instance_id}'s type is not one"
+                    "the serial console needs a Nitro instance type (or bare metal): {instance_id}'s type is not one; stop it and change its type (aws ec2 modify-instance-attribute --instance-id {instance_id} --instance-type ...), or reach it another way"
                 ),
                 "EC2InstanceNotFoundException" => {
                     format!("check the instance id and the region ({region})")
                 }
-                "EC2InstanceStateInvalidException" => "the instance must be running".into(),
+                "EC2InstanceStateInvalidException" => format!(
+                    "the instance must be running: start it (aws ec2 start-instances --instance-ids {instance_id}) and retry"
+                ),
                 "EC2InstanceUnavailableException" => "the instance is not reachable yet; retry in a minute".into(),
                 "AuthException" | "AccessDeniedException" | "AccessDenied" => format!(
                     "your IAM policy must allow {action} on {instance_id}"
                 ),
                 "ThrottlingException" => "too many requests; retry in a few seconds".into(),
                 "InvalidArgsException" => format!(
-                    "check the serial port ({serial_port}; the service has only port 0) and the key"
+                    "check the serial port ({serial_port}; the service has only port 0) and the key (an RSA key of yours may be pushed instead with --private-key-file)"
                 ),
                 "ServiceException" => "the service failed; retry in a minute".into(),
                 _ => return None,

@@ -40,14 +40,17 @@ impl Form {
     }
 
     /// A region AWS's table does not list: the form of its partition (new commercial regions
-    /// get `api.aws` names).
-    fn of_partition(region: &str) -> Form {
+    /// get `api.aws` names). None for the partitions AWS documents no serial console for (the
+    /// ISO regions, the European Sovereign Cloud), whose names live under other domains.
+    fn of_partition(region: &str) -> Option<Form> {
         if region.starts_with("cn-") {
-            Form::China
+            Some(Form::China)
         } else if region.starts_with("us-gov-") {
-            Form::GovCloud
+            Some(Form::GovCloud)
+        } else if ["us-iso", "eu-iso", "eusc-"].iter().any(|p| region.starts_with(p)) {
+            None
         } else {
-            Form::ApiAws
+            Some(Form::ApiAws)
         }
     }
 }
@@ -144,10 +147,10 @@ impl Override {
             ))
         };
         let (host, port) = match endpoint.strip_prefix('[') {
-            Some(rest) => {
-                let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-                (host, after.strip_prefix(':'))
-            }
+            Some(rest) => match rest.split_once(']').ok_or_else(bad)? {
+                (host, "") => (host, None),
+                (host, after) => (host, Some(after.strip_prefix(':').ok_or_else(bad)?)),
+            },
             None if endpoint.matches(':').count() == 1 => {
                 endpoint.split_once(':').map(|(h, p)| (h, Some(p))).ok_or_else(bad)?
             }
@@ -182,28 +185,31 @@ fn valid_fingerprint(text: &str) -> bool {
 /// The serial console for `region`: AWS's endpoint and its published fingerprint, or the
 /// override's. With `dual_stack`, a region AWS lists under an IPv4-only name goes to its
 /// `api.aws` name, for which AWS publishes no fingerprint: ssh's policy decides there.
-pub(crate) fn console(region: &str, dual_stack: bool, over: Option<Override>) -> Console {
+pub(crate) fn console(
+    region: &str,
+    dual_stack: bool,
+    over: Option<Override>,
+) -> anyhow::Result<Console> {
+    if let Some(over) = over {
+        // Known by its own name, so that a key accepted for it is never taken for AWS's.
+        let alias = match over.port {
+            22 => over.host.clone(),
+            port => format!("[{}]:{port}", over.host),
+        };
+        let pin = over.fingerprint.map(|f| (f, FINGERPRINT_VARIABLE));
+        return Ok(Console { host: over.host, port: over.port, alias, pin });
+    }
     let published = PUBLISHED.iter().find(|(r, ..)| *r == region);
     let (form, fingerprint) = match published {
         Some((_, InstanceConnect, _)) if dual_stack => (ApiAws, None),
         Some((_, form, fingerprint)) => (*form, Some(*fingerprint)),
-        None => (Form::of_partition(region), None),
+        None => (Form::of_partition(region).ok_or_else(|| error::config(format!(
+            "AWS documents no serial console endpoint for {region}'s partition: set {ENDPOINT_VARIABLE} to the endpoint you were given"
+        )))?, None),
     };
-    let alias = form.name(region);
-    match over {
-        None => Console {
-            host: alias.clone(),
-            port: 22,
-            alias,
-            pin: fingerprint.map(|f| (format!("SHA256:{f}"), "AWS")),
-        },
-        Some(over) => Console {
-            host: over.host,
-            port: over.port,
-            alias,
-            pin: over.fingerprint.map(|f| (f, FINGERPRINT_VARIABLE)),
-        },
-    }
+    let host = form.name(region);
+    let pin = fingerprint.map(|f| (format!("SHA256:{f}"), "AWS"));
+    Ok(Console { alias: host.clone(), host, port: 22, pin })
 }
 
 /// A host key as ssh-keyscan prints it: its type and its base64 blob.
@@ -244,15 +250,17 @@ fn scanned(output: &str) -> Vec<HostKey> {
     output.lines().filter(|l| !l.starts_with('#')).filter_map(key).collect()
 }
 
-/// The scanned key whose fingerprint is the pinned one; none is a refusal (255).
-fn matching(console: &Console, keys: Vec<HostKey>) -> anyhow::Result<HostKey> {
+/// The scanned key whose fingerprint is the pinned one; none is a refusal (255). `said`:
+/// ssh-keyscan's last word, shown when it found no key at all.
+fn matching(console: &Console, keys: Vec<HostKey>, said: Option<&str>) -> anyhow::Result<HostKey> {
     let Some((pinned, source)) = &console.pin else {
         anyhow::bail!("no fingerprint to check the serial console's host key against");
     };
     let at = format!("{}:{}", console.host, console.port);
     if keys.is_empty() {
+        let said = said.map(|s| format!(": {}", error::printable(s))).unwrap_or_default();
         anyhow::bail!(
-            "could not read the serial console's host key at {at} (ssh-keyscan got none): check the network; the serial console is reached over the internet on port 22"
+            "could not read the serial console's host key at {at} (ssh-keyscan got none{said}): check the network; the serial console is reached over the internet on port 22"
         );
     }
     let seen: Vec<String> = keys
@@ -285,7 +293,12 @@ pub(crate) async fn verified_host_key(
         .await
         .map_err(|_| anyhow::anyhow!("ssh-keyscan {}: no answer in 30 s", console.host))?
         .with_context(|| format!("cannot run {}", keyscan.display()))?;
-    matching(console, scanned(&String::from_utf8_lossy(&output.stdout)))
+    let keys = scanned(&String::from_utf8_lossy(&output.stdout));
+    // What ssh-keyscan said, for when it found nothing (a refused connection, no common key
+    // exchange): its last line.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut said = stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    matching(console, keys, said.next_back())
 }
 
 /// ssh-keyscan: beside the ssh that runs, else on PATH (253 when there is none).
@@ -342,11 +355,17 @@ mod tests {
             ),
         ];
         for (region, dual_stack, host, pinned) in table {
-            let c = console(region, dual_stack, None);
+            let c = console(region, dual_stack, None).unwrap();
             assert_eq!((c.host.as_str(), c.port, c.alias.as_str()), (host, 22, host), "{region}");
             assert_eq!(c.pin.is_some(), pinned, "{region} dual-stack={dual_stack}");
         }
-        let pin = console("us-east-1", false, None).pin.unwrap();
+        let pin = console("us-east-1", false, None).unwrap().pin.unwrap();
+        for region in ["us-iso-east-1", "us-isob-east-1", "eu-isoe-west-1", "eusc-de-east-1"] {
+            let refused = console(region, false, None).unwrap_err();
+            assert_eq!(error::exit_code(&refused), error::CONFIG, "{region}");
+            let over = Override::parse(Some("console.example"), None).unwrap();
+            assert_eq!(console(region, false, over).unwrap().host, "console.example");
+        }
         assert_eq!(pin, ("SHA256:dXwn5ma/xadVMeBZGEru5l2gx+yI5LDiJaLUcz0FMmw".into(), "AWS"));
         for (region, _, fingerprint) in PUBLISHED {
             assert!(valid_fingerprint(&format!("SHA256:{fingerprint}")), "{region}");
@@ -357,12 +376,17 @@ mod tests {
     fn the_override_keeps_the_alias_and_pins_only_its_own_fingerprint() {
         let fp = "SHA256:dXwn5ma/xadVMeBZGEru5l2gx+yI5LDiJaLUcz0FMmw";
         let over = Override::parse(Some("127.0.0.1:2222"), Some(fp)).unwrap();
-        let c = console("us-east-1", false, over);
+        let c = console("us-east-1", false, over).unwrap();
         assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 2222));
-        assert_eq!(c.alias, "serial-console.ec2-instance-connect.us-east-1.aws");
+        // Known by its own name: a key accepted for it is never taken for AWS's.
+        assert_eq!(c.alias, "[127.0.0.1]:2222");
         assert_eq!(c.pin, Some((fp.into(), FINGERPRINT_VARIABLE)));
-        let c = console("us-east-1", false, Override::parse(Some("relay"), None).unwrap());
-        assert_eq!((c.host.as_str(), c.port, c.pin), ("relay", 22, None));
+        let relay = Override::parse(Some("relay"), None).unwrap();
+        let c = console("us-east-1", false, relay).unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.alias.as_str(), c.pin),
+            ("relay", 22, "relay", None)
+        );
         let v6 = Override::parse(Some("[::1]:9"), None).unwrap().unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 9));
         assert_eq!(Override::parse(None, None).unwrap(), None);
@@ -372,6 +396,8 @@ mod tests {
             (Some("-oProxyCommand=x"), None),
             (Some("a b"), None),
             (Some("[::1"), None),
+            (Some("[::1]junk"), None),
+            (Some("[::1]:"), None),
             (Some("h"), Some("SHA256:short")),
             (Some("h"), Some("MD5:00")),
             (None, Some(fp)),
@@ -393,17 +419,19 @@ mod tests {
         );
         let keys = scanned(&output);
         assert_eq!(keys.len(), 2);
-        let mut c = console("us-east-1", false, None);
+        let mut c = console("us-east-1", false, None).unwrap();
         c.pin = Some((fp, "AWS"));
-        assert_eq!(matching(&c, keys.clone()).unwrap(), key);
+        assert_eq!(matching(&c, keys.clone(), None).unwrap(), key);
         assert_eq!(key.host_key_algorithms(), "ssh-ed25519");
         assert_eq!(key.known_hosts_line("alias"), format!("alias ssh-ed25519 {blob}\n"));
         let rsa = HostKey { key_type: "ssh-rsa".into(), blob: String::new() };
         assert_eq!(rsa.host_key_algorithms(), "rsa-sha2-512,rsa-sha2-256");
 
-        let aws = console("us-east-1", false, None);
-        let refused = matching(&aws, keys).unwrap_err().to_string();
+        let aws = console("us-east-1", false, None).unwrap();
+        let refused = matching(&aws, keys, None).unwrap_err().to_string();
         assert!(refused.contains("not SHA256:dXwn5ma") && refused.contains("nothing was pushed"));
-        assert!(matching(&aws, Vec::new()).unwrap_err().to_string().contains("got none"));
+        let none = matching(&aws, Vec::new(), Some("choose_kex: unsupported KEX method\x1b"));
+        let none = none.unwrap_err().to_string();
+        assert!(none.contains("got none: choose_kex: unsupported KEX method\\u{1b})"), "{none}");
     }
 }

@@ -168,6 +168,8 @@ pub struct SerialCommand {
     /// A known_hosts file holding the one key checked against the published fingerprint, and
     /// that key's algorithms; none leaves the host key to ssh's own policy.
     pub known_host: Option<(PathBuf, String)>,
+    /// The OpenSSH client's version (`ssh -V`), for the options that depend on it.
+    pub openssh: Option<(u32, u32)>,
     pub debug: bool,
 }
 
@@ -178,10 +180,19 @@ impl SerialCommand {
         let mut option = |o: String| args.extend(["-o".into(), o]);
         option(format!("HostKeyAlias={}", self.alias));
         if let Some((file, algorithms)) = &self.known_host {
-            // That file only, that key only: no other file, type or prompt can let another in.
-            let file = config_path(&file.display().to_string());
-            option(format!("UserKnownHostsFile={file}"));
-            option(format!("GlobalKnownHostsFile={file}"));
+            // That file only, that key only: no other file, command, DNS record, type or prompt
+            // can let another in. ssh takes the first value of each option: the command line's.
+            let file = file.display().to_string();
+            // `%` tokens are expanded in UserKnownHostsFile from OpenSSH 8.4, never in
+            // GlobalKnownHostsFile.
+            let expands = self.openssh.is_some_and(|v| v >= (8, 4));
+            let user_file = if expands { config_path(&file) } else { config_quote(&file) };
+            option(format!("UserKnownHostsFile={user_file}"));
+            option(format!("GlobalKnownHostsFile={}", config_quote(&file)));
+            if self.openssh.is_some_and(|v| v >= (8, 5)) {
+                option("KnownHostsCommand=none".into());
+            }
+            option("VerifyHostKeyDNS=no".into());
             option("StrictHostKeyChecking=yes".into());
             option(format!("HostKeyAlgorithms={algorithms}"));
             option("CheckHostIP=no".into());
@@ -635,9 +646,10 @@ pub fn config_path(path: &str) -> String {
     config_quote(&path.replace('%', "%%"))
 }
 
-/// Quotes a value for ssh_config (and `-o`): double quotes around one with whitespace.
+/// Quotes a value for ssh_config (and `-o`): double quotes around one with whitespace or `=`
+/// (either would split it).
 pub fn config_quote(value: &str) -> String {
-    if value.contains(char::is_whitespace) {
+    if value.contains(|c: char| c.is_whitespace() || c == '=') {
         format!("\"{value}\"")
     } else {
         value.to_string()
@@ -714,6 +726,25 @@ pub fn msvc_quote(word: &str) -> String {
     out
 }
 
+/// The OpenSSH client's version as `ssh -V` prints it (`OpenSSH_9.6p1 ...`,
+/// `OpenSSH_for_Windows_8.1p1 ...`): major and minor; `None` for another client.
+pub async fn openssh_version(ssh: &Path) -> Option<(u32, u32)> {
+    let mut command = tokio::process::Command::new(ssh);
+    command.arg("-V").stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let output = command.output().await.ok()?;
+    let text = String::from_utf8_lossy(&output.stderr).into_owned();
+    parse_openssh_version(&text)
+        .or_else(|| parse_openssh_version(&String::from_utf8_lossy(&output.stdout)))
+}
+
+fn parse_openssh_version(text: &str) -> Option<(u32, u32)> {
+    let rest = text.split("OpenSSH_").nth(1)?;
+    let rest = rest.strip_prefix("for_Windows_").unwrap_or(rest);
+    let (major, rest) = rest.split_once('.')?;
+    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 /// The ssh client, or the configuration error (253) that says how to install it.
 pub fn require_ssh() -> anyhow::Result<PathBuf> {
     find_ssh().ok_or_else(|| {
@@ -755,6 +786,77 @@ mod tests {
 
     fn strings(words: &[&str]) -> Vec<String> {
         words.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_serial_console_trusts_one_key_from_one_file_in_every_openssh() {
+        let serial = |file: &str, openssh| SerialCommand {
+            ssh: "ssh".into(),
+            key: "/k/id".into(),
+            user: "i-0123456789abcdef0.port0".into(),
+            host: "serial-console.ec2-instance-connect.us-east-1.aws".into(),
+            port: 22,
+            alias: "serial-console.ec2-instance-connect.us-east-1.aws".into(),
+            known_host: Some((file.into(), "ssh-ed25519".into())),
+            openssh,
+            debug: false,
+        };
+        let options = |c: &SerialCommand| -> Vec<String> {
+            let args = c.args();
+            args.windows(2).filter(|w| w[0] == "-o").map(|w| w[1].clone()).collect()
+        };
+        let new = options(&serial("/run/a%b c=d/known_hosts", Some((9, 6))));
+        for want in [
+            "HostKeyAlias=serial-console.ec2-instance-connect.us-east-1.aws",
+            // Tokens are expanded in the user file from 8.4, never in the global one.
+            "UserKnownHostsFile=\"/run/a%%b c=d/known_hosts\"",
+            "GlobalKnownHostsFile=\"/run/a%b c=d/known_hosts\"",
+            "KnownHostsCommand=none",
+            "VerifyHostKeyDNS=no",
+            "StrictHostKeyChecking=yes",
+            "HostKeyAlgorithms=ssh-ed25519",
+            "CheckHostIP=no",
+            "UpdateHostKeys=no",
+            "ControlPath=none",
+        ] {
+            assert!(new.iter().any(|o| o == want), "{want}: {new:?}");
+        }
+        // 8.1 (Windows'): no token expansion, and no KnownHostsCommand to turn off.
+        let old = options(&serial("/run/a%b/known_hosts", Some((8, 1))));
+        assert!(old.contains(&"UserKnownHostsFile=/run/a%b/known_hosts".to_string()), "{old:?}");
+        assert!(!old.iter().any(|o| o.starts_with("KnownHostsCommand")), "{old:?}");
+        let args = serial("/f", None).args();
+        assert_eq!(
+            &args[args.len() - 4..],
+            [
+                "-p",
+                "22",
+                "--",
+                "i-0123456789abcdef0.port0@serial-console.ec2-instance-connect.us-east-1.aws"
+            ]
+        );
+        assert!(!args.iter().any(|a| a.starts_with("ProxyCommand")));
+        // Unpinned: ssh's own policy, under the alias.
+        let own = SerialCommand { known_host: None, ..serial("/f", Some((9, 6))) };
+        let own = options(&own);
+        assert!(
+            !own.iter().any(|o| o.contains("KnownHosts") || o.starts_with("Strict")),
+            "{own:?}"
+        );
+    }
+
+    #[test]
+    fn reads_the_openssh_version() {
+        for (text, want) in [
+            ("OpenSSH_9.6p1 Ubuntu-3ubuntu13.5, OpenSSL 3.0.13 30 Jan 2024", Some((9, 6))),
+            ("OpenSSH_for_Windows_8.1p1, LibreSSL 3.0.2", Some((8, 1))),
+            ("OpenSSH_10.0p2 Debian-5, OpenSSL 3.5.1", Some((10, 0))),
+            ("OpenSSH_8.4", Some((8, 4))),
+            ("PuTTY Release 0.81", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_openssh_version(text), want, "{text}");
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub async fn run(settings: &Settings, plan: SerialConsolePlan) -> anyhow::Result
                     over.host, over.port, serial_console::ENDPOINT_VARIABLE
                 ));
             }
-            let console = serial_console::console(&aws.region, aws.dual_stack, over);
+            let console = serial_console::console(&aws.region, aws.dual_stack, over)?;
             let host_key = match &console.pin {
                 Some(_) => {
                     let keyscan = serial_console::keyscan(&ssh)?;
@@ -59,13 +59,14 @@ pub async fn run(settings: &Settings, plan: SerialConsolePlan) -> anyhow::Result
     };
     let key = keys::load(&plan.key, scratch.path())?;
     let command = SerialCommand {
-        ssh,
+        ssh: ssh.clone(),
         key: key.path.clone(),
         user: format!("{instance_id}.port{}", plan.serial_port),
         host: console.host.clone(),
         port: console.port,
         alias: console.alias.clone(),
         known_host,
+        openssh: ssh_argv::openssh_version(&ssh).await,
         debug: plan.debug,
     };
     if plan.dry_run {

@@ -75,8 +75,9 @@ impl Drop for Console {
 impl Console {
     /// The instance `user` names, if `key` was pushed for it and its port and is still valid.
     fn pushed_for(&self, user: &str, key: &PublicKey) -> Option<String> {
-        let (id, port) = user.split_once(".port")?;
-        let port: u32 = port.parse().ok()?;
+        let (id, digits) = user.split_once(".port")?;
+        // As the service spells it: `port0`, not `port00` or `port+0`.
+        let port: u32 = digits.parse().ok().filter(|p: &u32| p.to_string() == digits)?;
         let offered = key.to_openssh().ok()?;
         let key_part = |line: &str| line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         let world = self.shared.lock();

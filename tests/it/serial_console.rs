@@ -109,7 +109,7 @@ async fn a_host_key_with_another_fingerprint_is_refused_before_any_push() {
 }
 
 #[tokio::test]
-async fn without_a_fingerprint_ssh_decides_by_the_regions_alias() {
+async fn without_a_fingerprint_ssh_decides_by_its_known_hosts() {
     let lab = Lab::start().await;
     let runtime = runtime_dir();
     let args = ["--instance-id", INSTANCE];
@@ -119,9 +119,9 @@ async fn without_a_fingerprint_ssh_decides_by_the_regions_alias() {
     assert_eq!(out.status.code(), Some(255), "{stderr}");
     assert!(stderr.contains("no published fingerprint"), "{stderr}");
     assert!(stderr.contains("Host key verification failed"), "{stderr}");
-    // Known under the region's name, whatever address the override gives.
-    let alias = "serial-console.ec2-instance-connect.us-east-1.aws";
-    let known = format!("{alias} {}\n", lab.standin.serial_console_host_key());
+    // Known under the override's own name, never the region's (AWS's key is another).
+    let port = lab.standin.serial_console_addr().port();
+    let known = format!("[127.0.0.1]:{port} {}\n", lab.standin.serial_console_host_key());
     std::fs::write(lab.known_hosts(), known).unwrap();
     let out = session(console(&lab, runtime.path(), &args, false), "hi\n").await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -194,8 +194,9 @@ async fn dry_run_shows_the_command_and_the_checked_key_and_pushes_nothing() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     for part in [
-        "HostKeyAlias=serial-console.ec2-instance-connect.us-east-1.aws",
+        &format!("HostKeyAlias=[127.0.0.1]:{}", lab.standin.serial_console_addr().port()),
         "StrictHostKeyChecking=yes",
+        "VerifyHostKeyDNS=no",
         "HostKeyAlgorithms=ssh-ed25519",
         "CheckHostIP=no",
         &format!("-- {INSTANCE}.port0@127.0.0.1"),
@@ -263,6 +264,8 @@ async fn a_signal_during_the_session_ends_it_and_removes_the_key() {
         let args = ["--instance-id", INSTANCE];
         let mut child = prompted(console(&lab, runtime.path(), &args, true)).await;
         assert!(!is_empty_dir(runtime.path()), "the key exists while ssh runs");
+        // stdin stays open: its end would end the session before the signal arrives.
+        let _stdin = child.stdin.take();
         let pid = child.id().unwrap().to_string();
         let kill = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status();
         assert!(kill.unwrap().success());
@@ -276,4 +279,27 @@ async fn a_signal_during_the_session_ends_it_and_removes_the_key() {
             tokio::task::yield_now().await;
         }
     }
+}
+
+#[tokio::test]
+async fn ssh_itself_refuses_a_key_other_than_the_checked_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    // An ssh-keyscan beside the lab's ssh (found first) that reports another key, as a host
+    // that changed its key between the scan and the login would: its fingerprint is pinned.
+    let other = "AAAAC3NzaC1lZDI1NTE5AAAAIG8s8bUUqMv3LmuJO6X0iAq8PrqT6GWFqkWW6/mQd5ln";
+    let bin = std::env::split_paths(&lab.wrapped_path()).next().unwrap();
+    let fake = bin.join("ssh-keyscan");
+    std::fs::write(&fake, format!("#!/bin/sh\necho \"127.0.0.1 ssh-ed25519 {other}\"\n")).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = console(&lab, runtime.path(), &["--instance-id", INSTANCE], true);
+    cmd.env("EIC_SERIAL_CONSOLE_FINGERPRINT", "SHA256:YtWCLAztVziqP85NIqgXOS/PDuIOxDWHFpR/Sw3dXJk");
+    let out = session(cmd, "").await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    assert_eq!(lab.standin.count(PUSH), 1, "eic's own check passed: the key was pushed");
+    assert!(stderr.contains("Host key verification failed"), "{stderr}");
+    assert!(!text(&out.stdout).contains("login:"));
+    assert!(is_empty_dir(runtime.path()));
 }
