@@ -146,8 +146,7 @@ pub struct StandIn {
     api_addr: SocketAddr,
     eice_addr: SocketAddr,
     serial_addr: SocketAddr,
-    serial_fingerprint: String,
-    serial_host_key: String,
+    serial_host_keys: Vec<(String, String)>,
     ca_der: Vec<u8>,
     ca_pem_path: PathBuf,
     config_path: PathBuf,
@@ -174,7 +173,7 @@ impl StandIn {
         let (api_addr, eice_addr) = (api.local_addr()?, eice.local_addr()?);
         let serial_addr = serial.local_addr()?;
         let serial_config = serial::config()?;
-        let (serial_fingerprint, serial_host_key) = serial::host_key(&serial_config)?;
+        let serial_host_keys = serial::host_keys(&serial_config)?;
         let dir = tempfile::Builder::new().prefix("eic-standin").tempdir()?;
         let tls = eice::tls_material()?;
         let ca_pem_path = dir.path().join("ca.pem");
@@ -209,8 +208,7 @@ impl StandIn {
             api_addr,
             eice_addr,
             serial_addr,
-            serial_fingerprint,
-            serial_host_key,
+            serial_host_keys,
             ca_der: tls.ca_der,
             ca_pem_path,
             config_path,
@@ -269,13 +267,19 @@ impl StandIn {
     pub fn serial_console_addr(&self) -> SocketAddr {
         self.serial_addr
     }
-    /// `SHA256:...` of the serial console server's host key (made fresh for each stand-in).
+    /// `SHA256:...` of the serial console server's Ed25519 host key (made fresh for each
+    /// stand-in).
     pub fn serial_console_fingerprint(&self) -> &str {
-        &self.serial_fingerprint
+        &self.serial_host_keys[0].0
     }
-    /// The serial console server's host key, `ssh-ed25519 AAAA...`.
+    /// The serial console server's Ed25519 host key, `ssh-ed25519 AAAA...`.
     pub fn serial_console_host_key(&self) -> &str {
-        &self.serial_host_key
+        &self.serial_host_keys[0].1
+    }
+    /// Each of the serial console server's host keys (Ed25519, then ECDSA P-256): its
+    /// fingerprint and its line.
+    pub fn serial_console_host_keys(&self) -> &[(String, String)] {
+        &self.serial_host_keys
     }
     /// eic's documented override, pointing `eic serial-console` at this stand-in's serial
     /// console and its host key: `EIC_SERIAL_CONSOLE_ENDPOINT` and
@@ -283,7 +287,7 @@ impl StandIn {
     pub fn serial_console_env(&self) -> Vec<(String, String)> {
         vec![
             ("EIC_SERIAL_CONSOLE_ENDPOINT".into(), self.serial_addr.to_string()),
-            ("EIC_SERIAL_CONSOLE_FINGERPRINT".into(), self.serial_fingerprint.clone()),
+            ("EIC_SERIAL_CONSOLE_FINGERPRINT".into(), self.serial_console_fingerprint().into()),
         ]
     }
     /// PEM of the throw-away CA that signed the WebSocket server's certificate.

@@ -5,20 +5,21 @@
 //! login prompt and echoes what it gets, as a serial line with echo on does.
 
 use crate::Shared;
-use russh::keys::{HashAlg, PrivateKey, PublicKey};
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, PublicKey};
 use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 
-/// The server's settings and its host key, made fresh for each stand-in.
+/// The server's settings and its host keys, made fresh for each stand-in: Ed25519, which
+/// OpenSSH prefers, then ECDSA P-256 (a client pinned to it must not get the other).
 pub(crate) fn config() -> anyhow::Result<Arc<russh::server::Config>> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let key = PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&seed));
+    let ecdsa = Algorithm::Ecdsa { curve: EcdsaCurve::NistP256 };
+    let keys = [Algorithm::Ed25519, ecdsa].map(|a| PrivateKey::random(&mut rand::rng(), a));
+    let keys = keys.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(Arc::new(russh::server::Config {
-        keys: vec![key],
+        keys,
         // A refused key is answered at once: the tests wait for nothing.
         auth_rejection_time: Duration::ZERO,
         auth_rejection_time_initial: Some(Duration::ZERO),
@@ -27,11 +28,14 @@ pub(crate) fn config() -> anyhow::Result<Arc<russh::server::Config>> {
     }))
 }
 
-/// `SHA256:...` of the server's host key, as `ssh-keygen -l` prints it, and the key's line
-/// (`ssh-ed25519 AAAA...`).
-pub(crate) fn host_key(config: &russh::server::Config) -> anyhow::Result<(String, String)> {
-    let public = config.keys[0].public_key();
-    Ok((public.fingerprint(HashAlg::Sha256).to_string(), public.to_openssh()?))
+/// Each host key's `SHA256:...` fingerprint, as `ssh-keygen -l` prints it, and its line
+/// (`ssh-ed25519 AAAA...`), in the server's order.
+pub(crate) fn host_keys(config: &russh::server::Config) -> anyhow::Result<Vec<(String, String)>> {
+    let line = |key: &PrivateKey| {
+        let public = key.public_key();
+        Ok((public.fingerprint(HashAlg::Sha256).to_string(), public.to_openssh()?))
+    };
+    config.keys.iter().map(line).collect()
 }
 
 pub(crate) async fn serve(

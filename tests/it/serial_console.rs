@@ -100,7 +100,8 @@ async fn a_host_key_with_another_fingerprint_is_refused_before_any_push() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(255), "{stderr}");
     let shown = lab.standin.serial_console_fingerprint();
-    assert!(stderr.contains(&format!("presented a host key (ssh-ed25519 {shown})")), "{stderr}");
+    assert!(stderr.contains(&format!("ssh-ed25519 {shown}")), "{stderr}");
+    assert!(stderr.contains("presented a host key (ecdsa-sha2-nistp256 SHA256:"), "{stderr}");
     assert!(stderr.contains(&format!("that is not {AWS_US_EAST_1}")), "{stderr}");
     assert!(stderr.contains("nothing was pushed"), "{stderr}");
     assert_eq!(lab.standin.count(PUSH), 0);
@@ -302,4 +303,27 @@ async fn ssh_itself_refuses_a_key_other_than_the_checked_one() {
     assert!(stderr.contains("Host key verification failed"), "{stderr}");
     assert!(!text(&out.stdout).contains("login:"));
     assert!(is_empty_dir(runtime.path()));
+}
+
+#[tokio::test]
+async fn a_console_checked_by_its_ecdsa_key_is_reached_with_that_key_type_only() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    // The console has an Ed25519 key (OpenSSH's first choice) and an ECDSA one: the ECDSA
+    // one is pinned.
+    let keys = lab.standin.serial_console_host_keys().to_vec();
+    let (ecdsa, _) = keys.iter().find(|(_, l)| l.starts_with("ecdsa-sha2-nistp256 ")).unwrap();
+    let pinned = |args: &[&str]| {
+        let mut cmd = console(&lab, runtime.path(), args, true);
+        cmd.env("EIC_SERIAL_CONSOLE_FINGERPRINT", ecdsa);
+        cmd
+    };
+    let dry = run(&mut pinned(&["--instance-id", INSTANCE, "--dry-run"]), LIMIT).await;
+    let line = text(&dry.stdout);
+    assert!(line.contains(" HostKeyAlgorithms=ecdsa-sha2-nistp256 "), "{line}");
+    let out = session(pinned(&["--debug", "--instance-id", INSTANCE]), "hi\n").await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(text(&out.stdout).contains("hi"));
+    assert!(stderr.contains(&format!("Server host key: ecdsa-sha2-nistp256 {ecdsa}")), "{stderr}");
 }
