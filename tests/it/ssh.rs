@@ -164,40 +164,89 @@ async fn said(
     }
 }
 
+/// Bytes sent through the forward on `local` come back from the echo server behind it. ssh
+/// binds the port again within moments of its new login: the connection is tried until then.
+async fn echoed(local: u16) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut conn = loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", local)).await {
+            Ok(conn) => break conn,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the forward on {local} never came back: {e}"),
+        }
+    };
+    conn.write_all(b"through the forward").await.unwrap();
+    let mut buf = [0u8; 19];
+    tokio::time::timeout(LIMIT, conn.read_exact(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf, b"through the forward");
+}
+
+/// `eic ssh --reconnect` forwarding a free local port to an echo server, its tunnels cut by
+/// the endpoint after 3 s; returns once the session is up (and the echo server's task).
+async fn reconnecting(
+    lab: &Lab,
+    runtime: &tempfile::TempDir,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    u16,
+    tokio::task::JoinHandle<()>,
+) {
+    let (echo, task) = eic_standin::tcp_echo().await.unwrap();
+    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let spec = format!("{local}:127.0.0.1:{}", echo.port());
+    let args =
+        ["--reconnect", "--local-forwarding", &spec, "--eice-options", "maxTunnelDuration=3"];
+    let mut cmd = eic_ssh(lab, runtime, &args, &[]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    said(&mut stderr, "forwarding through").await;
+    (child, stderr, local, task)
+}
+
+#[tokio::test]
+async fn reconnect_retries_a_round_that_fails_once_the_session_was_up() {
+    // After the first cut, one round's tunnel is refused (503): eic tries again after a longer
+    // pause, and the forward comes back when the endpoint takes tunnels again.
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let (mut child, mut stderr, local, _echo) = reconnecting(&lab, &runtime).await;
+    echoed(local).await;
+    let refused = (503, "ServiceUnavailable".to_string(), "try later".to_string());
+    lab.standin.world().faults.upgrade_error = Some(refused);
+    said(&mut stderr, "reconnecting in 1 s").await;
+    said(&mut stderr, "reconnecting in 2 s").await;
+    lab.standin.world().faults.upgrade_error = None;
+    echoed(local).await;
+    send(&child, "INT");
+    let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(130));
+}
+
+#[tokio::test]
+async fn reconnect_stops_with_254_once_the_instance_is_not_running() {
+    let lab = Lab::start().await;
+    let runtime = runtime_dir();
+    let (mut child, mut stderr, local, _echo) = reconnecting(&lab, &runtime).await;
+    echoed(local).await;
+    lab.standin.world().instance_mut(INSTANCE).unwrap().state = "stopped".into();
+    said(&mut stderr, "reconnecting in 1 s").await;
+    let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(254));
+    let rest = said(&mut stderr, "error:").await;
+    assert!(rest.contains("stopped") || rest.contains("running"), "{rest}");
+}
+
 #[tokio::test]
 async fn reconnect_brings_the_forwarding_back_after_the_tunnel_is_cut() {
     // The endpoint cuts the tunnel after 3 s (maxTunnelDuration): the forwarded port answers
     // before and after, on the same number.
     let lab = Lab::start().await;
     let runtime = runtime_dir();
-    let (echo, _task) = eic_standin::tcp_echo().await.unwrap();
-    let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let spec = format!("{local}:127.0.0.1:{}", echo.port());
-    let args =
-        ["--reconnect", "--local-forwarding", &spec, "--eice-options", "maxTunnelDuration=3"];
-    let mut cmd = eic_ssh(&lab, &runtime, &args, &[]);
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    said(&mut stderr, "forwarding through").await;
-    let echoed = |local| async move {
-        // ssh binds the port again within moments of its new login: try until it does.
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        let mut conn = loop {
-            match tokio::net::TcpStream::connect(("127.0.0.1", local)).await {
-                Ok(conn) => break conn,
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("the forward on {local} never came back: {e}"),
-            }
-        };
-        conn.write_all(b"through the forward").await.unwrap();
-        let mut buf = [0u8; 19];
-        tokio::time::timeout(LIMIT, conn.read_exact(&mut buf)).await.unwrap().unwrap();
-        assert_eq!(&buf, b"through the forward");
-    };
+    let (mut child, mut stderr, local, _echo) = reconnecting(&lab, &runtime).await;
     echoed(local).await;
     let line = said(&mut stderr, "reconnecting in 1 s").await;
     assert!(line.contains(INSTANCE), "{line}");
