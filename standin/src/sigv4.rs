@@ -327,7 +327,7 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// UTC broken down: (year, month, day, hour, minute, second).
-pub(crate) fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
+pub fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (y, m, d) = civil_from_days(secs.div_euclid(86400));
     let s = secs.rem_euclid(86400) as u32;

@@ -589,3 +589,62 @@ async fn sockets_as_stdin_and_stdout() {
     let status = timeout(LIMIT, child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn credentials_about_to_expire_are_fetched_again_for_the_next_tunnel() {
+    // A credential_process whose keys expire in 45 s (within eic's 60 s margin) and change on
+    // every call: each tunnel of the listener is presigned with a fresh key.
+    let lab = Lab::start_echo(Faults::default()).await;
+    let keys: Vec<String> = (0..10).map(|n| format!("AKIDREFRESH{n}")).collect();
+    for key in &keys {
+        let credential = eic_standin::Credential::new(key, "refreshed-secret");
+        lab.standin.world().credentials.push(credential);
+    }
+    let dir = lab.home.path();
+    let script = dir.join("credentials.sh");
+    let counter = dir.join("calls");
+    let expiry = std::time::SystemTime::now() + Duration::from_secs(45);
+    let (y, mo, d, h, mi, s) = eic_standin::sigv4::utc_parts(expiry);
+    let expiry = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nn=$(cat '{c}' 2>/dev/null || echo 0)\necho $((n + 1)) > '{c}'\n\
+             printf '{{\"Version\": 1, \"AccessKeyId\": \"AKIDREFRESH%s\", \"SecretAccessKey\": \"refreshed-secret\", \"Expiration\": \"{expiry}\"}}' \"$n\"\n",
+            c = counter.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.join("aws-config");
+    std::fs::write(&config, format!("[default]\ncredential_process = {}\n", script.display()))
+        .unwrap();
+
+    let mut cmd = lab.eic(&["open-tunnel", "--local-port", "0"]);
+    cmd.args(listener_args(&[]));
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        cmd.env_remove(name);
+    }
+    cmd.env("AWS_CONFIG_FILE", &config);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    cmd.stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = crate::common::StderrLines::new(child.stderr.take().unwrap());
+    let line = stderr.wait_for("listening", |l| l.starts_with("eic: listening on ")).await;
+    let addr: std::net::SocketAddr =
+        line["eic: listening on ".len()..].split(',').next().unwrap().parse().unwrap();
+    for _ in 0..2 {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert_eq!(echo_back(&mut tcp, b"fresh").await, b"fresh");
+    }
+    let used: Vec<Option<String>> =
+        lab.standin.calls_of("OpenTunnel").into_iter().map(|c| c.access_key_id).collect();
+    assert_eq!(used.len(), 2, "{used:?}");
+    assert!(used.iter().all(|k| k.as_deref().is_some_and(|k| k.starts_with("AKIDREFRESH"))));
+    assert_ne!(used[0], used[1], "the second tunnel was signed with fresh credentials");
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(130));
+}
