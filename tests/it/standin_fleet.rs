@@ -256,15 +256,8 @@ async fn with_fleet_puts_one_sshd_behind_every_instance() {
 
     // A key pushed for instance 5 logs the user in.
     let home = tempfile::tempdir().unwrap();
-    let key = home.path().join("id_ed25519");
-    let keygen = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "standin-fleet", "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    push(&s, &World::fleet_instance_id(5), sshd.user(), public.trim()).await;
+    let (key, public) = crate::common::keypair(home.path());
+    push(&s, &World::fleet_instance_id(5), sshd.user(), &public).await;
     assert_eq!(s.count("SendSSHPublicKey"), 1);
     let args = sshd.ssh_client_args(&home.path().join("known_hosts"), &key).unwrap();
     let out = tokio::process::Command::new("ssh")

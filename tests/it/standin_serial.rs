@@ -2,8 +2,10 @@
 //! SendSerialConsoleSSHPublicKey for that instance and port, while the key is valid, one
 //! session per instance; the API checks what the service checks. ssh is the real OpenSSH.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
+
+use crate::common::keypair;
 
 use aws_sdk_ec2instanceconnect::config::{BehaviorVersion, Credentials, Region};
 use eic_standin::{Instance, StandIn, World, TYPICAL_INSTANCE_ID as INSTANCE};
@@ -15,17 +17,6 @@ async fn standin() -> StandIn {
         .instance(Instance::new(INSTANCE, "10.0.0.5"))
         .instance(Instance::new(OTHER, "10.0.0.6"));
     StandIn::start(world).await.unwrap()
-}
-
-fn keypair(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("id_ed25519");
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (key.clone(), std::fs::read_to_string(key.with_extension("pub")).unwrap().trim().into())
 }
 
 fn client(s: &StandIn) -> aws_sdk_ec2instanceconnect::Client {

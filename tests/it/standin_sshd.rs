@@ -3,23 +3,13 @@
 use eic_standin::{connect::install_key, Sshd, StandIn, TYPICAL_ENDPOINT_ID, TYPICAL_INSTANCE_ID};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
-fn keypair(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("id_ed25519");
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "standin-test", "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
-}
+use crate::common::keypair;
 
 async fn push(s: &StandIn, user: &str, public: &str) {
     use aws_sdk_ec2instanceconnect::config::{BehaviorVersion, Credentials, Region};
