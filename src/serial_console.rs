@@ -250,12 +250,14 @@ fn scanned(output: &str) -> Vec<HostKey> {
     output.lines().filter(|l| !l.starts_with('#')).filter_map(key).collect()
 }
 
-/// The scanned key whose fingerprint is the pinned one; none is a refusal (255). `said`:
+/// The scanned key whose fingerprint is `pin`'s; none is a refusal (255). `said`:
 /// ssh-keyscan's last word, shown when it found no key at all.
-fn matching(console: &Console, keys: Vec<HostKey>, said: Option<&str>) -> anyhow::Result<HostKey> {
-    let Some((pinned, source)) = &console.pin else {
-        anyhow::bail!("no fingerprint to check the serial console's host key against");
-    };
+fn matching(
+    console: &Console,
+    (pinned, source): &(String, &str),
+    keys: Vec<HostKey>,
+    said: Option<&str>,
+) -> anyhow::Result<HostKey> {
     let at = format!("{}:{}", console.host, console.port);
     if keys.is_empty() {
         let said = said.map(|s| format!(": {}", error::printable(s))).unwrap_or_default();
@@ -263,27 +265,31 @@ fn matching(console: &Console, keys: Vec<HostKey>, said: Option<&str>) -> anyhow
             "could not read the serial console's host key at {at} (ssh-keyscan got none{said}): check the network; the serial console is reached over the internet on port 22"
         );
     }
-    let seen: Vec<String> = keys
-        .iter()
-        .map(|k| format!("{} {}", k.key_type, k.fingerprint().unwrap_or_else(|| "?".into())))
-        .collect();
+    let mut seen = Vec::new();
+    for key in keys {
+        let fingerprint = key.fingerprint();
+        if fingerprint.as_deref() == Some(pinned.as_str()) {
+            return Ok(key);
+        }
+        seen.push(format!("{} {}", key.key_type, fingerprint.as_deref().unwrap_or("?")));
+    }
     let check = match *source {
         "AWS" => format!("AWS's fingerprints: {PUBLISHED_PAGE}"),
         _ => format!("check {source}"),
     };
-    keys.into_iter().find(|k| k.fingerprint().as_deref() == Some(pinned)).ok_or_else(|| {
-        anyhow::anyhow!(
-            "the serial console at {at} presented a host key ({}) that is not {pinned}, the fingerprint {source} gives for {}: not connecting, and nothing was pushed ({check})",
-            seen.join(", "),
-            console.alias
-        )
-    })
+    anyhow::bail!(
+        "the serial console at {at} presented a host key ({}) that is not {pinned}, the fingerprint {source} gives for {}: not connecting, and nothing was pushed ({check})",
+        seen.join(", "),
+        console.alias
+    )
 }
 
-/// Reads the host's keys with ssh-keyscan and returns the one [`Console::pin`] names.
+/// Reads the console's host keys with ssh-keyscan and returns the one `pin` (its
+/// [`Console::pin`]) names.
 pub(crate) async fn verified_host_key(
     keyscan: &Path,
     console: &Console,
+    pin: &(String, &'static str),
 ) -> anyhow::Result<HostKey> {
     let mut command = tokio::process::Command::new(keyscan);
     command.args(["-T", "10", "-p", &console.port.to_string(), &console.host]);
@@ -298,7 +304,7 @@ pub(crate) async fn verified_host_key(
     // exchange): its last line.
     let stderr = String::from_utf8_lossy(&output.stderr);
     let mut said = stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
-    matching(console, keys, said.next_back())
+    matching(console, pin, keys, said.next_back())
 }
 
 /// ssh-keyscan: beside the ssh that runs, else on PATH (253 when there is none).
@@ -419,18 +425,18 @@ mod tests {
         );
         let keys = scanned(&output);
         assert_eq!(keys.len(), 2);
-        let mut c = console("us-east-1", false, None).unwrap();
-        c.pin = Some((fp, "AWS"));
-        assert_eq!(matching(&c, keys.clone(), None).unwrap(), key);
+        let c = console("us-east-1", false, None).unwrap();
+        assert_eq!(matching(&c, &(fp, "AWS"), keys.clone(), None).unwrap(), key);
         assert_eq!(key.host_key_algorithms(), "ssh-ed25519");
         assert_eq!(key.known_hosts_line("alias"), format!("alias ssh-ed25519 {blob}\n"));
         let rsa = HostKey { key_type: "ssh-rsa".into(), blob: String::new() };
         assert_eq!(rsa.host_key_algorithms(), "rsa-sha2-512,rsa-sha2-256");
 
         let aws = console("us-east-1", false, None).unwrap();
-        let refused = matching(&aws, keys, None).unwrap_err().to_string();
+        let pin = aws.pin.clone().unwrap();
+        let refused = matching(&aws, &pin, keys, None).unwrap_err().to_string();
         assert!(refused.contains("not SHA256:dXwn5ma") && refused.contains("nothing was pushed"));
-        let none = matching(&aws, Vec::new(), Some("choose_kex: unsupported KEX method\x1b"));
+        let none = matching(&aws, &pin, Vec::new(), Some("choose_kex: unsupported KEX method\x1b"));
         let none = none.unwrap_err().to_string();
         assert!(none.contains("got none: choose_kex: unsupported KEX method\\u{1b})"), "{none}");
     }

@@ -129,16 +129,24 @@ impl SshCommand {
         args
     }
 
+    /// ssh and its arguments, for `--dry-run --output json`.
+    pub fn argv(&self) -> Vec<String> {
+        argv(&self.ssh, self.args())
+    }
+
     /// The command line as a shell would take it, for `--dry-run`.
     pub fn display(&self) -> String {
-        shown(&self.ssh, self.args())
+        shown(self.argv())
     }
 }
 
+fn argv(ssh: &Path, args: Vec<String>) -> Vec<String> {
+    std::iter::once(ssh.display().to_string()).chain(args).collect()
+}
+
 /// A command line as a shell would take it.
-fn shown(ssh: &Path, args: Vec<String>) -> String {
-    let words = std::iter::once(ssh.display().to_string()).chain(args);
-    words.map(|a| quote(&a)).collect::<Vec<_>>().join(" ")
+fn shown(argv: Vec<String>) -> String {
+    argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
 }
 
 /// `key` as ssh's only identity.
@@ -165,12 +173,20 @@ pub struct SerialCommand {
     pub port: u16,
     /// The name the host key is known by: the region's endpoint.
     pub alias: String,
-    /// A known_hosts file holding the one key checked against the published fingerprint, and
-    /// that key's algorithms; none leaves the host key to ssh's own policy.
-    pub known_host: Option<(PathBuf, String)>,
-    /// The OpenSSH client's version (`ssh -V`), for the options that depend on it.
-    pub openssh: Option<(u32, u32)>,
+    /// The one key ssh may accept; none leaves the host key to ssh's own policy.
+    pub pinned: Option<PinnedKey>,
     pub debug: bool,
+}
+
+/// The host key checked against the published fingerprint, as ssh is told to trust it alone.
+#[derive(Debug, Clone)]
+pub struct PinnedKey {
+    /// A known_hosts file holding that key only.
+    pub file: PathBuf,
+    /// `HostKeyAlgorithms` for that key's type.
+    pub algorithms: String,
+    /// The OpenSSH client's version (`ssh -V`): which options it has, how it reads the file name.
+    pub openssh: Option<(u32, u32)>,
 }
 
 impl SerialCommand {
@@ -179,17 +195,17 @@ impl SerialCommand {
         identity(&mut args, &self.key);
         let mut option = |o: String| args.extend(["-o".into(), o]);
         option(format!("HostKeyAlias={}", self.alias));
-        if let Some((file, algorithms)) = &self.known_host {
+        if let Some(PinnedKey { file, algorithms, openssh }) = &self.pinned {
             // That file only, that key only: no other file, command, DNS record, type or prompt
             // can let another in. ssh takes the first value of each option: the command line's.
             let file = file.display().to_string();
             // `%` tokens are expanded in UserKnownHostsFile from OpenSSH 8.4, never in
             // GlobalKnownHostsFile.
-            let expands = self.openssh.is_some_and(|v| v >= (8, 4));
+            let expands = openssh.is_some_and(|v| v >= (8, 4));
             let user_file = if expands { config_path(&file) } else { config_quote(&file) };
             option(format!("UserKnownHostsFile={user_file}"));
             option(format!("GlobalKnownHostsFile={}", config_quote(&file)));
-            if self.openssh.is_some_and(|v| v >= (8, 5)) {
+            if openssh.is_some_and(|v| v >= (8, 5)) {
                 option("KnownHostsCommand=none".into());
             }
             option("VerifyHostKeyDNS=no".into());
@@ -206,9 +222,14 @@ impl SerialCommand {
         args
     }
 
+    /// ssh and its arguments, for `--dry-run --output json`.
+    pub fn argv(&self) -> Vec<String> {
+        argv(&self.ssh, self.args())
+    }
+
     /// The command line as a shell would take it, for `--dry-run`.
     pub fn display(&self) -> String {
-        shown(&self.ssh, self.args())
+        shown(self.argv())
     }
 }
 
@@ -797,8 +818,11 @@ mod tests {
             host: "serial-console.ec2-instance-connect.us-east-1.aws".into(),
             port: 22,
             alias: "serial-console.ec2-instance-connect.us-east-1.aws".into(),
-            known_host: Some((file.into(), "ssh-ed25519".into())),
-            openssh,
+            pinned: Some(PinnedKey {
+                file: file.into(),
+                algorithms: "ssh-ed25519".into(),
+                openssh,
+            }),
             debug: false,
         };
         let options = |c: &SerialCommand| -> Vec<String> {
@@ -837,7 +861,7 @@ mod tests {
         );
         assert!(!args.iter().any(|a| a.starts_with("ProxyCommand")));
         // Unpinned: ssh's own policy, under the alias.
-        let own = SerialCommand { known_host: None, ..serial("/f", Some((9, 6))) };
+        let own = SerialCommand { pinned: None, ..serial("/f", Some((9, 6))) };
         let own = options(&own);
         assert!(
             !own.iter().any(|o| o.contains("KnownHosts") || o.starts_with("Strict")),

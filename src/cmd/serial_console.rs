@@ -8,7 +8,7 @@ use crate::cli::{Output, SerialConsolePlan};
 use crate::resolve::{self, InstanceRef};
 use crate::serial_console::{self, Console, HostKey, Override};
 use crate::signals::{self, Signals};
-use crate::ssh_argv::{self, SerialCommand};
+use crate::ssh_argv::{self, PinnedKey, SerialCommand};
 use crate::{keys, private, say};
 
 pub async fn run(settings: &Settings, plan: SerialConsolePlan) -> anyhow::Result<i32> {
@@ -33,9 +33,9 @@ pub async fn run(settings: &Settings, plan: SerialConsolePlan) -> anyhow::Result
             }
             let console = serial_console::console(&aws.region, aws.dual_stack, over)?;
             let host_key = match &console.pin {
-                Some(_) => {
+                Some(pin) => {
                     let keyscan = serial_console::keyscan(&ssh)?;
-                    Some(serial_console::verified_host_key(&keyscan, &console).await?)
+                    Some(serial_console::verified_host_key(&keyscan, &console, pin).await?)
                 }
                 None => None,
             };
@@ -44,16 +44,14 @@ pub async fn run(settings: &Settings, plan: SerialConsolePlan) -> anyhow::Result
         signal = signals.recv() => return Err(signal.error()),
     };
     let (aws, instance_id, console, host_key) = prepared;
-    let known_host = match &host_key {
+    let pinned = match &host_key {
         Some(key) => {
             let file = scratch.path().join("known_hosts");
-            private::write_file(
-                &file,
-                key.known_hosts_line(&console.alias).as_bytes(),
-                0o600,
-                true,
-            )?;
-            Some((file, key.host_key_algorithms()))
+            let line = key.known_hosts_line(&console.alias);
+            private::write_file(&file, line.as_bytes(), 0o600, true)?;
+            let (algorithms, openssh) =
+                (key.host_key_algorithms(), ssh_argv::openssh_version(&ssh).await);
+            Some(PinnedKey { file, algorithms, openssh })
         }
         None => None,
     };
@@ -65,8 +63,7 @@ pub async fn run(settings: &Settings, plan: SerialConsolePlan) -> anyhow::Result
         host: console.host.clone(),
         port: console.port,
         alias: console.alias.clone(),
-        known_host,
-        openssh: ssh_argv::openssh_version(&ssh).await,
+        pinned,
         debug: plan.debug,
     };
     if plan.dry_run {
@@ -115,8 +112,6 @@ fn plan_json(
             "type": host_key.map(|k| k.key_type.as_str()),
         })
     });
-    let ssh: Vec<String> =
-        std::iter::once(command.ssh.display().to_string()).chain(command.args()).collect();
     serde_json::json!({
         "region": region,
         "instance_id": instance_id,
@@ -125,6 +120,6 @@ fn plan_json(
         "port": command.port,
         "host_key_alias": command.alias,
         "host_key": host_key,
-        "ssh": ssh,
+        "ssh": command.argv(),
     })
 }

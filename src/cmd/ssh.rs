@@ -331,8 +331,6 @@ fn plan_json(command: &SshCommand, region: &str) -> serde_json::Value {
             "max_tunnel_duration": target.max_tunnel_duration,
         })
     });
-    let ssh: Vec<String> =
-        std::iter::once(command.ssh.display().to_string()).chain(command.args()).collect();
     serde_json::json!({
         "region": region,
         "instance_id": command.instance_id,
@@ -341,7 +339,7 @@ fn plan_json(command: &SshCommand, region: &str) -> serde_json::Value {
         "endpoint": endpoint,
         "user": command.user,
         "port": command.port,
-        "ssh": ssh,
+        "ssh": command.argv(),
     })
 }
 
