@@ -203,6 +203,13 @@ pub async fn run(cmd: &mut Command, limit: Duration) -> std::process::Output {
         .expect("the command starts")
 }
 
+/// Sends the signal `name` (`INT`, `TERM`, `KILL`, `STOP`, ...) to process `pid`, as kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let mut kill = std::process::Command::new("kill");
+    kill.args([&format!("-{name}"), &pid.to_string()]);
+    assert!(kill.status().expect("kill runs").success(), "kill -{name} {pid}");
+}
+
 /// A fresh Ed25519 key pair made by ssh-keygen in `dir`: the private key's path and the
 /// public key's line.
 pub fn keypair(dir: &Path) -> (PathBuf, String) {
@@ -372,12 +379,7 @@ impl TunnelListener {
 
     /// Sends SIGINT, as Ctrl-C would.
     pub fn interrupt(&self) {
-        let pid = self.child.id().expect("the listener is running");
-        let status = std::process::Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        signal(self.child.id().expect("the listener is running"), "INT");
     }
 
     /// Waits for the exit, at most `limit`.

@@ -491,9 +491,7 @@ async fn ssh_and_its_commands_get_no_credential_in_their_environment() {
             assert!(!env.contains(&format!("{name}=")), "{what} has {name}:\n{env}");
         }
     }
-    let pid = child.id().unwrap().to_string();
-    let term = std::process::Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(term.unwrap().success());
+    crate::common::signal(child.id().unwrap(), "TERM");
     let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(128 + 15));
     let mut stderr = String::new();
@@ -529,9 +527,7 @@ async fn sigkill_of_ssh_still_removes_the_key() {
     assert_eq!(key.metadata().unwrap().permissions().mode() & 0o777, 0o600);
 
     let ssh = child_named(child.id().unwrap(), "ssh").expect("eic's ssh child");
-    let killed =
-        std::process::Command::new("kill").args(["-KILL", &ssh.to_string()]).status().unwrap();
-    assert!(killed.success());
+    crate::common::signal(ssh, "KILL");
     let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(128 + 9), "ssh's death by SIGKILL is passed on");
     assert!(!key_dir.exists(), "the key directory is gone");

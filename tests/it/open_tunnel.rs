@@ -643,8 +643,7 @@ async fn credentials_about_to_expire_are_fetched_again_for_the_next_tunnel() {
     assert_eq!(used.len(), 2, "{used:?}");
     assert!(used.iter().all(|k| k.as_deref().is_some_and(|k| k.starts_with("AKIDREFRESH"))));
     assert_ne!(used[0], used[1], "the second tunnel was signed with fresh credentials");
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    crate::common::signal(child.id().unwrap(), "INT");
     let status = timeout(LIMIT, child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(130));
 }

@@ -267,9 +267,7 @@ async fn a_signal_during_the_session_ends_it_and_removes_the_key() {
         assert!(!is_empty_dir(runtime.path()), "the key exists while ssh runs");
         // stdin stays open: its end would end the session before the signal arrives.
         let _stdin = child.stdin.take();
-        let pid = child.id().unwrap().to_string();
-        let kill = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status();
-        assert!(kill.unwrap().success());
+        crate::common::signal(child.id().unwrap(), signal);
         let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
         assert_eq!(status.code(), Some(code), "{signal}");
         assert!(is_empty_dir(runtime.path()), "{signal}");

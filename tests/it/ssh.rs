@@ -633,12 +633,8 @@ async fn started(lab: &Lab, runtime: &tempfile::TempDir) -> tokio::process::Chil
     child
 }
 
-fn send(child: &tokio::process::Child, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+fn send(child: &tokio::process::Child, name: &str) {
+    crate::common::signal(child.id().unwrap(), name);
 }
 
 #[tokio::test]
@@ -725,14 +721,10 @@ async fn when_ssh_stops_eic_stops_and_continues_it() {
     let line = tokio::time::timeout(LIMIT, lines.next_line()).await.unwrap().unwrap();
     assert_eq!(line.as_deref(), Some("started"));
     let ssh = crate::common::child_named(pid, "ssh").expect("eic's ssh child");
-    let signal = |sig: &str, pid: u32| {
-        let sent = std::process::Command::new("kill").args([sig, &pid.to_string()]).status();
-        assert!(sent.unwrap().success());
-    };
-    signal("-STOP", ssh);
+    crate::common::signal(ssh, "STOP");
     assert!(reaches(pid, 'T').await, "eic did not stop with ssh: state {}", state(pid));
     // `fg`: the shell continues eic, which continues ssh.
-    signal("-CONT", pid);
+    crate::common::signal(pid, "CONT");
     assert!(reaches(ssh, 'S').await || state(ssh) == 'R', "ssh was not continued");
     let line = tokio::time::timeout(LIMIT, lines.next_line()).await.unwrap().unwrap();
     assert_eq!(line.as_deref(), Some("done"));
